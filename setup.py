@@ -1,0 +1,34 @@
+"""World Models (Ha & Schmidhuber, 2018) in TensorFlow/Keras 3: V (ConvVAE), M (MDN-RNN), C (controller)."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="worldmodels",
+    version="0.1.0",
+    description="A faithful TensorFlow/Keras reimplementation of World Models (Ha & Schmidhuber, 2018).",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["vae", "vae.*", "rnn", "rnn.*", "controller", "controller.*",
+                                    "envs", "envs.*", "run", "run.*"]),
+    package_data={"run": ["configs/*.cfg"]},
+    install_requires=[
+        "tensorflow>=2.18,<2.22",
+        # TFP 0.25 imports only beside the tf-keras of TensorFlow's minor version; the models use Keras 3.
+        "tensorflow-probability==0.25.*",
+        "tf-keras>=2.18,<2.22",
+        "gymnasium[box2d]>=1.0,<2",
+        "vizdoom>=1.2",
+        "cma>=3.3",
+        "numpy>=1.26",
+        "absl-py>=2.0",
+        "pillow>=10",
+        "imageio>=2.31",
+        "imageio-ffmpeg>=0.4.9",
+        "matplotlib>=3.7",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "pytest-timeout>=2"],
+        "gpu": ["tensorflow[and-cuda]>=2.18,<2.22"],
+    },
+)
