@@ -1,0 +1,30 @@
+"""Gymnasium environments giving the agent 64x64x3 uint8 frames; importing this package registers them.
+
+    worldmodels/CarRacing64-v0   CarRacing-v3, rows 0-83 resized to 64x64
+    worldmodels/TakeCover64-v0   VizDoom Take Cover as the 2018 agent played it
+"""
+
+import gymnasium as gym
+
+ENV_IDS = {
+    "carracing": "worldmodels/CarRacing64-v0",
+    "doom": "worldmodels/TakeCover64-v0",
+}
+
+
+def _register() -> None:
+    registered = gym.envs.registry
+    if ENV_IDS["carracing"] not in registered:
+        gym.register(ENV_IDS["carracing"], entry_point="envs.carracing:CarRacing64Env")
+    if ENV_IDS["doom"] not in registered:
+        gym.register(ENV_IDS["doom"], entry_point="envs.doom:TakeCover64Env")
+
+
+_register()
+
+
+def make_env(name: str, **kwargs) -> gym.Env:
+    """The real environment `'carracing'` or `'doom'` at 64x64."""
+    if name not in ENV_IDS:
+        raise ValueError(f"unknown environment {name!r}; choose from {sorted(ENV_IDS)}")
+    return gym.make(ENV_IDS[name], **kwargs)
