@@ -26,13 +26,23 @@ class WorkerError(UserError):
     """A task failed in a worker, or kept killing workers; the message names the task."""
 
 
+def _send(conn, message) -> bool:
+    """Sends to the parent; False when the parent is gone or gave up on this worker."""
+    try:
+        conn.send(message)
+        return True
+    except (BrokenPipeError, OSError):
+        return False
+
+
 def _worker_main(conn, init_fn, init_args, task_fn) -> None:
     try:
         state = init_fn(*init_args) if init_fn is not None else None
     except BaseException as error:  # noqa: BLE001 - reported to the parent, which stops the run
-        conn.send(("init_error", None, f"{type(error).__name__}: {error}", traceback.format_exc()))
+        _send(conn, ("init_error", None, f"{type(error).__name__}: {error}", traceback.format_exc()))
         return
-    conn.send(("ready", None, None, None))
+    if not _send(conn, ("ready", None, None, None)):
+        return
     while True:
         try:
             message = conn.recv()
@@ -42,11 +52,11 @@ def _worker_main(conn, init_fn, init_args, task_fn) -> None:
             return
         index, task = message
         try:
-            result = task_fn(state, task)
+            reply = ("result", index, task_fn(state, task), None)
         except BaseException as error:  # noqa: BLE001
-            conn.send(("task_error", index, f"{type(error).__name__}: {error}", traceback.format_exc()))
-            continue
-        conn.send(("result", index, result, None))
+            reply = ("task_error", index, f"{type(error).__name__}: {error}", traceback.format_exc())
+        if not _send(conn, reply):
+            return
 
 
 @dataclasses.dataclass
@@ -177,6 +187,8 @@ class WorkerPool:
 
     def _replace(self, worker: _Worker, tasks, pending, attempts, died: bool, hung: bool) -> None:
         index = worker.task_index
+        if died:
+            worker.process.join(timeout=5)
         exitcode = worker.process.exitcode
         self._kill(worker)
         self.restarts += 1

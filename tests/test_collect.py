@@ -1,0 +1,121 @@
+"""run.collect on the real environments: file format, determinism, resume after a kill, bad input."""
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from run.collect import collect_rollouts
+from run.errors import DataError, UserError
+from run.storage import read_rollout
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "run.collect", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_doom_rollouts_have_the_documented_format(doom_rollouts):
+    paths = sorted((doom_rollouts / "rollouts").glob("ep*.npz"))
+    assert [p.name for p in paths] == [f"ep{i:06d}.npz" for i in range(6)]
+    for path in paths:
+        rollout = read_rollout(path)
+        steps = len(rollout["reward"])
+        assert steps > 100, "Doom episodes of 100 frames or fewer are dropped"
+        assert rollout["obs"].shape == (steps, 64, 64, 3)
+        assert rollout["action"].shape == (steps, 1) and np.all(np.abs(rollout["action"]) <= 1)
+        np.testing.assert_array_equal(rollout["reward"], np.ones(steps, np.float32))
+        assert rollout["done"][-1] and not rollout["done"][:-1].any()
+        assert str(rollout["env"]) == "doom"
+        # The paper's random policy holds an action for 1-10 frames.
+        changes = np.flatnonzero(np.diff(rollout["action"][:, 0]) != 0)
+        assert np.diff(changes).max() <= 10
+
+
+def test_same_seed_same_files_whatever_the_worker_count(tmp_path):
+    one = collect_rollouts(tmp_path / "one", env="carracing", episodes=3, workers=1, seed=7, max_steps=60,
+                           verbose=False)
+    two = collect_rollouts(tmp_path / "two", env="carracing", episodes=3, workers=2, seed=7, max_steps=60,
+                           verbose=False)
+    for a, b in zip(one, two):
+        ra, rb = read_rollout(a), read_rollout(b)
+        for key in ("obs", "action", "reward", "done", "seed"):
+            np.testing.assert_array_equal(ra[key], rb[key])
+        assert len(ra["reward"]) == 60 and bool(ra["truncated"])
+    assert not np.array_equal(read_rollout(one[0])["obs"], read_rollout(one[1])["obs"])
+
+
+def test_killed_collection_resumes_without_loss_or_duplicates(tmp_path):
+    exp = tmp_path / "exp"
+    folder = exp / "rollouts"
+    args = ["--env=doom", f"--exp_dir={exp}", "--episodes=14", "--workers=2", "--seed=3",
+            "--doom_resolution=320x240"]
+    process = subprocess.Popen([sys.executable, "-m", "run.collect", *args], cwd=REPO, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(list(folder.glob("ep*.npz"))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)  # the collector and its workers, mid-episode
+    process.wait()
+    time.sleep(0.5)
+    before = {p.name: _digest(p) for p in folder.glob("ep*.npz")}
+    assert 3 <= len(before) < 14, "the kill must land mid-collection"
+    for path in folder.glob("ep*.npz"):
+        read_rollout(path)  # every file on disk is complete: written atomically
+    result = _cli(*args)
+    assert result.returncode == 0, result.stderr
+    after = {p.name: _digest(p) for p in folder.glob("ep*.npz")}
+    assert sorted(after) == [f"ep{i:06d}.npz" for i in range(14)]
+    assert all(after[name] == digest for name, digest in before.items()), "finished episodes are kept as they were"
+    assert not list(folder.glob(".ep*")), "no temporary files are left behind"
+    assert "14/14 episodes" in result.stdout
+
+
+@pytest.mark.parametrize("flag, message", [("--env=pong", "--env=pong"), ("--episodes=0", "--episodes=0"),
+                                           ("--workers=-1", "--workers=-1"), ("--workers=999", "--workers=999"),
+                                           ("--policy=brownian", "--policy=brownian")])
+def test_bad_flags_give_one_line_and_exit_2(tmp_path, flag, message):
+    result = _cli(f"--exp_dir={tmp_path / 'exp'}", "--episodes=1", flag)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_unwritable_exp_dir(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    result = _cli(f"--exp_dir={blocker / 'exp'}", "--episodes=1")
+    assert result.returncode == 2 and "not writable" in result.stderr
+
+
+def test_other_settings_in_the_same_folder_are_refused_and_nothing_is_lost(tmp_path):
+    paths = collect_rollouts(tmp_path, env="carracing", episodes=1, seed=1, max_steps=20, verbose=False)
+    digest = _digest(paths[0])
+    with pytest.raises(UserError, match="collected with other settings.*seed"):
+        collect_rollouts(tmp_path, env="carracing", episodes=2, seed=2, max_steps=20, verbose=False)
+    assert _digest(paths[0]) == digest and len(list((tmp_path / "rollouts").glob("ep*.npz"))) == 1
+
+
+def test_corrupt_or_truncated_file_is_named(tmp_path, doom_rollouts):
+    source = (doom_rollouts / "rollouts" / "ep000000.npz").read_bytes()
+    truncated = tmp_path / "ep000000.npz"
+    truncated.write_bytes(source[: len(source) // 2])
+    with pytest.raises(DataError, match=f"{truncated}: corrupt or truncated"):
+        read_rollout(truncated)
+    wrong = tmp_path / "ep000001.npz"
+    np.savez(wrong, obs=np.zeros((5, 32, 32, 3), np.uint8), action=np.zeros((5, 1), np.float32),
+             reward=np.zeros(5, np.float32), done=np.zeros(5, bool))
+    with pytest.raises(DataError, match=r"ep000001.npz: 'obs' has shape \(5, 32, 32, 3\)"):
+        read_rollout(wrong)

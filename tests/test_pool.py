@@ -1,0 +1,87 @@
+"""The spawn worker pool: results, a crashed worker replaced, a hung worker killed, a raising task reported."""
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from run.pool import WorkerError, WorkerPool
+
+
+def _init(offset):
+    return {"offset": offset, "pid": os.getpid()}
+
+
+def _square(state, task):
+    return task * task + state["offset"], state["pid"]
+
+
+def _crash_once(state, task):
+    marker = Path(task["marker"])
+    if task["value"] == 3 and not marker.exists():
+        marker.write_text("crashed")
+        os._exit(17)  # a hard crash: no exception, no cleanup, like a segfault
+    return task["value"]
+
+
+def _hang_once(state, task):
+    marker = Path(task["marker"])
+    if task["value"] == 2 and not marker.exists():
+        marker.write_text("hung")
+        time.sleep(600)
+    return task["value"]
+
+
+def _always_crash(state, task):
+    os._exit(3)
+
+
+def _raise(state, task):
+    if task == 1:
+        raise ValueError("the environment broke")
+    return task
+
+
+def test_results_in_order_and_workers_initialised_once():
+    with WorkerPool(2, _square, _init, (10,)) as pool:
+        results = pool.map(range(8))
+        again = pool.map(range(3))
+        assert pool.restarts == 0
+    assert [value for value, _ in results] == [i * i + 10 for i in range(8)]
+    assert [value for value, _ in again] == [10, 11, 14]
+    assert len({pid for _, pid in results + again}) <= 2, "no worker beyond the 2 is ever started"
+
+
+def test_crashed_worker_is_replaced_and_its_task_rerun(tmp_path):
+    messages = []
+    tasks = [{"value": i, "marker": str(tmp_path / "crash")} for i in range(6)]
+    with WorkerPool(2, _crash_once, log=messages.append, describe=lambda t: f"episode {t['value']}") as pool:
+        assert pool.map(tasks) == list(range(6))
+        assert pool.restarts == 1
+    assert any("episode 3" in m and "exit code 17" in m for m in messages), messages
+
+
+def test_hung_worker_is_killed_and_its_task_rerun(tmp_path):
+    messages = []
+    tasks = [{"value": i, "marker": str(tmp_path / "hang")} for i in range(4)]
+    start = time.monotonic()
+    with WorkerPool(2, _hang_once, task_timeout=3.0, log=messages.append,
+                    describe=lambda t: f"episode {t['value']}") as pool:
+        assert pool.map(tasks) == list(range(4))
+    assert time.monotonic() - start < 60
+    assert any("episode 2" in m and "timeout" in m for m in messages), messages
+
+
+def test_task_that_keeps_killing_workers_stops_the_run():
+    with WorkerPool(1, _always_crash, max_attempts=2, log=lambda m: None,
+                    describe=lambda t: f"episode {t}") as pool:
+        with pytest.raises(WorkerError, match="episode 0.*gave up after 2 attempts"):
+            pool.map([0])
+
+
+def test_exception_in_task_names_the_task():
+    with WorkerPool(2, _raise, log=lambda m: None, describe=lambda t: f"episode {t}") as pool:
+        with pytest.raises(WorkerError, match="episode 1 failed in a worker: ValueError: the environment broke"):
+            pool.map(range(4))
+        assert pool.map([5, 6]) == [5, 6], "the pool stays usable after a failed task"
