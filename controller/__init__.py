@@ -1,0 +1,5 @@
+"""C: the controller and its CMA-ES training."""
+
+from controller.model import Controller
+
+__all__ = ["Controller"]

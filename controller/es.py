@@ -1,0 +1,150 @@
+"""CMA-ES over the controller's flat parameters, checkpointed every generation so a killed run resumes exactly.
+
+The search is pycma's ask/tell with the paper's settings (x0 = 0, sigma0 = 0.1, population 64, 16 rollouts per
+candidate). Fitness is the mean return minus a weight decay 0.01 * mean(theta^2) (the 2018 code's sign rewarded
+large weights; here it penalises them, as intended). All candidates of a generation play the same 16 seeds
+(common random numbers), so they are ranked on equal footing. pycma samples from NumPy's global generator: its
+state is saved with the pickled strategy, which makes a resumed run follow the uninterrupted one exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import cma
+import numpy as np
+
+from run.errors import DataError
+from run.progress import format_duration
+from run.seeding import derive_seed
+from run.storage import atomic_path, write_json
+
+# evaluate(population (N, P), seeds (R,)) -> returns (N, R)
+Evaluator = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+EVAL_SEED_OFFSET = 1_000_000  # evaluation seeds never coincide with training seeds
+
+
+@dataclasses.dataclass(frozen=True)
+class ESConfig:
+    """CMA-ES settings; defaults are the paper's."""
+
+    popsize: int = 64  # candidates per generation
+    rollouts: int = 16  # episodes per candidate; fitness is their mean return
+    sigma: float = 0.1  # initial step size sigma0
+    generations: int = 1800  # the paper's CarRacing agent reached 900 after 1,800 generations
+    weight_decay: float = 0.01  # fitness -= weight_decay * mean(theta^2)
+    eval_every: int = 25  # generations between evaluations of the CMA mean
+    eval_rollouts: int = 1024  # episodes of each evaluation, on fixed seeds
+    seed: int = 0
+
+
+@dataclasses.dataclass
+class ESState:
+    """Everything a resumed run needs: the strategy, NumPy's generator state, the history and the best."""
+
+    strategy: Any
+    numpy_random_state: tuple
+    generation: int = 0
+    history: list[dict] = dataclasses.field(default_factory=list)
+    evaluations: list[dict] = dataclasses.field(default_factory=list)
+    best_params: np.ndarray | None = None
+    best_fitness: float = -np.inf
+    seconds: float = 0.0
+
+
+def new_state(num_params: int, config: ESConfig, x0: np.ndarray | None = None) -> ESState:
+    """A fresh search from `x0` (default zeros, the paper's), seeded by `config.seed`."""
+    np.random.seed(derive_seed(config.seed, 17))
+    options = {"popsize": config.popsize, "seed": derive_seed(config.seed, 18) or 1, "verbose": -9}
+    start = np.zeros(num_params) if x0 is None else np.asarray(x0, float)
+    strategy = cma.CMAEvolutionStrategy(start, config.sigma, options)
+    return ESState(strategy=strategy, numpy_random_state=np.random.get_state())
+
+
+def save_state(path: Path, state: ESState) -> None:
+    """Pickles the state atomically: a reader sees the previous generation or this one, never half of one."""
+    with atomic_path(path, suffix=".pkl") as tmp:
+        with open(tmp, "wb") as f:
+            pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def load_state(path: Path) -> ESState:
+    try:
+        with open(path, "rb") as f:
+            state = pickle.load(f)
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError) as error:
+        raise DataError(f"{path}: unreadable CMA-ES checkpoint ({type(error).__name__}: {error})") from None
+    if not isinstance(state, ESState):
+        raise DataError(f"{path}: not a CMA-ES checkpoint")
+    return state
+
+
+def training_seeds(config: ESConfig, generation: int) -> np.ndarray:
+    return np.array([derive_seed(config.seed, generation, j) for j in range(config.rollouts)], np.int64)
+
+
+def evaluation_seeds(config: ESConfig, count: int | None = None) -> np.ndarray:
+    """The fixed seeds every evaluation of the CMA mean uses."""
+    count = config.eval_rollouts if count is None else count
+    return np.array([derive_seed(config.seed, EVAL_SEED_OFFSET, j) for j in range(count)], np.int64)
+
+
+def fitness_of(returns: np.ndarray, population: np.ndarray, weight_decay: float) -> np.ndarray:
+    """Mean return over the rollouts minus `weight_decay * mean(theta^2)` of each candidate."""
+    return returns.mean(axis=1) - weight_decay * np.mean(np.square(population), axis=1)
+
+
+def run_generation(state: ESState, config: ESConfig, evaluate: Evaluator) -> dict:
+    """Asks for a population, evaluates it, tells the fitness back; returns the generation's record."""
+    start = time.perf_counter()
+    np.random.set_state(state.numpy_random_state)
+    population = np.asarray(state.strategy.ask(), np.float64)
+    returns = np.asarray(evaluate(population.astype(np.float32), training_seeds(config, state.generation)),
+                         np.float64)
+    fitness = fitness_of(returns, population, config.weight_decay)
+    state.strategy.tell(list(population), list(-fitness))  # pycma minimises
+    state.numpy_random_state = np.random.get_state()
+    best = int(np.argmax(fitness))
+    if fitness[best] > state.best_fitness:
+        state.best_fitness, state.best_params = float(fitness[best]), population[best].astype(np.float32)
+    seconds = time.perf_counter() - start
+    state.seconds += seconds
+    record = {"generation": state.generation, "best": float(returns.mean(axis=1)[best]),
+              "worst": float(returns.mean(axis=1).min()), "mean": float(returns.mean()),
+              "std": float(returns.mean(axis=1).std()), "fitness_best": float(fitness[best]),
+              "sigma": float(state.strategy.sigma), "seconds": seconds}
+    state.history.append(record)
+    state.generation += 1
+    return record
+
+
+def evaluate_mean(state: ESState, config: ESConfig, evaluate: Evaluator) -> dict:
+    """Scores the CMA mean (not the best sample) on the fixed evaluation seeds, as the paper did."""
+    mean = np.asarray(state.strategy.mean, np.float32)[None]
+    returns = np.asarray(evaluate(mean, evaluation_seeds(config)), np.float64)[0]
+    record = {"generation": state.generation, "mean": float(returns.mean()), "std": float(returns.std()),
+              "episodes": int(returns.size)}
+    state.evaluations.append(record)
+    return record
+
+
+def generation_line(record: dict, state: ESState, config: ESConfig) -> str:
+    done = state.generation
+    per_generation = state.seconds / max(len(state.history), 1)
+    eta = (config.generations - done) * per_generation
+    return (f"generation {record['generation'] + 1}/{config.generations}: best {record['best']:.1f}, "
+            f"mean {record['mean']:.1f}, worst {record['worst']:.1f}, sigma {record['sigma']:.4f}, "
+            f"{record['seconds']:.1f}s, ETA {format_duration(eta)}")
+
+
+def write_history(folder: Path, state: ESState) -> None:
+    write_json(folder / "history.json", {"generations": state.history, "evaluations": state.evaluations,
+                                         "best_fitness": state.best_fitness})
