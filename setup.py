@@ -17,6 +17,7 @@ setup(
         # TFP 0.25 imports only beside the tf-keras of TensorFlow's minor version; the models use Keras 3.
         "tensorflow-probability==0.25.*",
         "tf-keras>=2.18,<2.22",
+        "tensorboard>=2.18,<2.22",  # tf.summary needs it to write logs, and users need it to read them
         "gymnasium[box2d]>=1.0,<2",
         "vizdoom>=1.2",
         "cma>=3.3",

@@ -2,6 +2,7 @@
 
     worldmodels/CarRacing64-v0   CarRacing-v3, rows 0-83 resized to 64x64
     worldmodels/TakeCover64-v0   VizDoom Take Cover as the 2018 agent played it
+    worldmodels/DoomRNN-v0       Take Cover dreamt by M (gym.make(..., exp_dir=DIR, temperature=1.15))
 """
 
 import gymnasium as gym
@@ -10,6 +11,7 @@ ENV_IDS = {
     "carracing": "worldmodels/CarRacing64-v0",
     "doom": "worldmodels/TakeCover64-v0",
 }
+DREAM_ENV_ID = "worldmodels/DoomRNN-v0"
 
 
 def _register() -> None:
@@ -18,6 +20,8 @@ def _register() -> None:
         gym.register(ENV_IDS["carracing"], entry_point="envs.carracing:CarRacing64Env")
     if ENV_IDS["doom"] not in registered:
         gym.register(ENV_IDS["doom"], entry_point="envs.doom:TakeCover64Env")
+    if DREAM_ENV_ID not in registered:
+        gym.register(DREAM_ENV_ID, entry_point="envs.dream:DoomDreamEnv")
 
 
 _register()

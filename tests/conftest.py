@@ -34,3 +34,43 @@ def doom_series(doom_rollouts, tmp_path_factory) -> Path:
     train_vae(exp_dir, VAETrainConfig(z_size=64, epochs=1, batch_size=50, seed=0))
     encode_rollouts(exp_dir, verbose=False)
     return exp_dir
+
+
+def rigged_doom_rnn(hidden: int = 16, z_size: int = 64):
+    """A Doom M with weights set by hand so that survival depends on the action: pressing right (a -> 1) drives
+    LSTM unit 0 up and the death logit far down; standing still leaves the death logit to unit 1, which follows
+    the sampled z and crosses the threshold within tens of steps. A CMA-ES run that works must discover this."""
+    import keras
+    import numpy as np
+
+    from rnn.model import MDNRNN
+
+    keras.utils.set_random_seed(0)
+    rnn = MDNRNN(z_size=z_size, action_size=1, hidden_size=hidden, num_mixtures=5, predict_done=True)
+    kernel, recurrent, bias = (w * 0.0 for w in rnn.lstm.get_weights())
+    action_row = z_size  # inputs are [z, action, restart]
+    kernel[action_row, 2 * hidden] = 4.0  # candidate value of unit 0 follows the action
+    kernel[0, 2 * hidden + 1] = 1.0  # unit 1 follows z_0, which the dream samples: random danger
+    bias[0 * hidden:1 * hidden] = 4.0  # input gates open
+    bias[1 * hidden:2 * hidden] = 1.0  # forget gates
+    bias[3 * hidden:4 * hidden] = 3.0  # output gates open
+    rnn.lstm.set_weights([kernel, recurrent, bias])
+    head_kernel, head_bias = (w * 0.0 for w in rnn.head.get_weights())
+    head_kernel[0, -1] = -12.0  # death logit falls as unit 0's output rises (moving right is safe) ...
+    head_kernel[1, -1] = 5.0  # ... and rises with unit 1: standing still, a dream dies within tens of steps
+    head_bias[-1] = -4.5
+    rnn.head.set_weights([head_kernel, head_bias])
+    return rnn
+
+
+@pytest.fixture(scope="session")
+def rigged_dream(doom_series, tmp_path_factory) -> Path:
+    """An experiment folder with `doom_series`' V and initial_z and the rigged M in `rnn/rnn.keras`."""
+    import shutil
+
+    exp_dir = tmp_path_factory.mktemp("rigged_dream")
+    shutil.copytree(doom_series / "series", exp_dir / "series")
+    shutil.copytree(doom_series / "vae", exp_dir / "vae", ignore=shutil.ignore_patterns("ckpt*", "tb*", "logs*"))
+    (exp_dir / "rnn").mkdir()
+    rigged_doom_rnn().save(exp_dir / "rnn" / "rnn.keras")
+    return exp_dir

@@ -1,0 +1,108 @@
+"""DoomRNN: the gymnasium env, the batched vector env and the fused evaluator, on a rigged and a trained M."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import tensorflow as tf
+from gymnasium.utils.env_checker import check_env
+from scipy import stats
+
+import envs
+from controller import Controller
+from envs.dream import DoomDreamEnv, DoomDreamVectorEnv, DreamDynamics, load_initial_z
+from tests.conftest import rigged_doom_rnn
+
+
+@pytest.fixture(scope="module")
+def dynamics(doom_series):
+    mu, logvar = load_initial_z(doom_series / "series" / "initial_z.npz")
+    return DreamDynamics(rigged_doom_rnn(), mu, logvar, temperature=1.15)
+
+
+def test_registered_env_passes_the_checker(rigged_dream):
+    env = gym.make(envs.DREAM_ENV_ID, exp_dir=str(rigged_dream), temperature=1.15)
+    assert env.observation_space.shape == (64 + 16 + 16,)
+    check_env(env.unwrapped, skip_render_check=True)
+    observation, _ = env.reset(seed=0)
+    observation, reward, terminated, truncated, _ = env.step(np.array([1.0], np.float32))
+    assert reward == 1.0 and observation.shape == (96,)
+
+
+def test_done_exactly_where_the_death_probability_passes_one_half(dynamics):
+    z = dynamics.initial_z([0, 1])
+    h, c = dynamics.rnn.initial_state(2)
+    # Action -1 drives unit 0 negative: death logit ~ +12 - 3.5 > 0; action +1: ~ -15 < 0.
+    _, h, _, died = dynamics.step(z, np.array([[-1.0], [1.0]], np.float32), h, c, [1.0, 1.0], (0, 0))
+    logit = dynamics.rnn.split_head(dynamics.rnn.head(h))[1].numpy()
+    np.testing.assert_array_equal(died.numpy(), logit > 0)
+    np.testing.assert_array_equal(died.numpy(), [True, False])
+
+
+def test_dreams_end_at_the_2100_step_cap(dynamics):
+    controller = Controller("doom", "full", z_size=64, hidden_size=16)
+    params = np.zeros((16, controller.num_params), np.float32)
+    params[:, :64] = 0.5  # the first move follows the sign of z_0 ...
+    params[:, 64 + 16] = 50.0  # ... then h_0 takes over: once moving right, keep moving right
+    returns = dynamics.returns(controller, params, np.arange(16))
+    assert np.all(returns <= 2100)
+    assert returns.max() == 2100, returns
+    vector = DoomDreamVectorEnv(2, dynamics=dynamics)
+    vector.reset(seed=0)
+    for step in range(1, 2101):
+        _, _, terminated, truncated, _ = vector.step(np.ones((2, 1), np.float32))
+        assert not terminated.any()
+        assert truncated.all() == (step == 2100)
+
+
+def test_temperature_widens_the_next_z_and_a_tiny_one_follows_the_likeliest_mean(dynamics):
+    rnn = dynamics.rnn
+    h = tf.random.stateless_normal([1, 16], [1, 2])
+    mixture = rnn.split_head(rnn.head(h))[0]
+    mixture = type(mixture)(tf.constant([[[2.0, 0.0, -1.0, -1.0, -1.0]] * 64]),
+                            tf.constant([[[1.5, -2.0, 0.0, 3.0, -3.0]] * 64]), tf.fill([1, 64, 5], -1.0))
+    spreads = {}
+    for temperature in (0.5, 1.0, 2.0):
+        draws = np.stack([rnn.sample(mixture, temperature, [s, 7]).numpy()[0] for s in range(200)])
+        spreads[temperature] = draws.std()
+    assert spreads[0.5] < spreads[1.0] < spreads[2.0]
+    tiny = np.stack([rnn.sample(mixture, 1e-6, [s, 3]).numpy()[0] for s in range(20)])
+    np.testing.assert_allclose(tiny, 1.5, atol=1e-2)
+
+
+def test_vector_env_and_single_env_agree_in_distribution(dynamics):
+    still = np.zeros((1,), np.float32)  # stand still: p(death) ~ 3 % a step, survival ~ geometric
+    single = DoomDreamEnv(dynamics=dynamics)
+    single_times = []
+    for episode in range(150):
+        single.reset(seed=episode)
+        for steps in range(1, 2101):
+            _, _, terminated, truncated, _ = single.step(still)
+            if terminated or truncated:
+                break
+        single_times.append(steps)
+    vector = DoomDreamVectorEnv(150, dynamics=dynamics)
+    vector.reset(seed=123)
+    vector_times = np.zeros(150, int)
+    alive = np.ones(150, bool)
+    for steps in range(1, 2101):
+        _, rewards, terminated, truncated, _ = vector.step(np.zeros((150, 1), np.float32))
+        ended = (terminated | truncated) & alive
+        vector_times[ended] = steps
+        alive &= ~ended
+        if not alive.any():
+            break
+    fused = dynamics.returns(Controller("doom", "full", 64, 16), np.zeros((150, 1 * (64 + 32)), np.float32),
+                             np.arange(150))
+    assert 10 < np.mean(single_times) < 100, "standing still should die within tens of steps"
+    assert stats.ks_2samp(single_times, vector_times).pvalue > 0.01
+    assert stats.ks_2samp(single_times, fused).pvalue > 0.01
+
+
+def test_vector_env_autoresets_finished_dreams(dynamics):
+    vector = DoomDreamVectorEnv(4, dynamics=dynamics)
+    vector.reset(seed=0)
+    _, _, terminated, _, _ = vector.step(np.full((4, 1), -1.0, np.float32))  # everyone dies at once
+    assert terminated.all()
+    observation, rewards, terminated, _, _ = vector.step(np.zeros((4, 1), np.float32))
+    assert not terminated.any() and np.all(rewards == 0), "the step after a death is the reset step"
+    np.testing.assert_array_equal(observation[:, 64:], 0.0)  # a new dream starts from the zero state
