@@ -114,14 +114,17 @@ class Controller:
             x = tf.tanh(x)
         return x
 
-    def env_action(self, output: np.ndarray) -> np.ndarray:
-        """Maps tanh outputs to the environment's action: CarRacing steering, gas (a1+1)/2, brake clip(a2, 0, 1);
-        Doom the raw value in [-1, 1], which the environment reads in thirds."""
-        output = np.asarray(output, np.float32)
+    def env_action_tensor(self, output: tf.Tensor) -> tf.Tensor:
+        """Maps tanh outputs to the environment's action: CarRacing steering a0, gas (a1 + 1) / 2, brake
+        clip(a2, 0, 1); Doom the raw value in [-1, 1], which the environment reads in thirds."""
         if self.env == "doom":
             return output
-        return np.stack([output[..., 0], (output[..., 1] + 1.0) / 2.0, np.clip(output[..., 2], 0.0, 1.0)],
-                        axis=-1).astype(np.float32)
+        return tf.stack([output[..., 0], (output[..., 1] + 1.0) / 2.0, tf.clip_by_value(output[..., 2], 0.0, 1.0)],
+                        axis=-1)
+
+    def env_action(self, output: np.ndarray) -> np.ndarray:
+        """`env_action_tensor` for NumPy arrays."""
+        return self.env_action_tensor(tf.convert_to_tensor(output, tf.float32)).numpy()
 
     def check_params(self, params: np.ndarray, source: str = "parameters") -> np.ndarray:
         params = np.asarray(params, np.float32).reshape(-1)

@@ -51,6 +51,7 @@ def rigged_doom_rnn(hidden: int = 16, z_size: int = 64):
     action_row = z_size  # inputs are [z, action, restart]
     kernel[action_row, 2 * hidden] = 4.0  # candidate value of unit 0 follows the action
     kernel[0, 2 * hidden + 1] = 1.0  # unit 1 follows z_0, which the dream samples: random danger
+    bias[2 * hidden + 2] = 4.0  # unit 2 saturates: a constant input C can lean on (it has no bias)
     bias[0 * hidden:1 * hidden] = 4.0  # input gates open
     bias[1 * hidden:2 * hidden] = 1.0  # forget gates
     bias[3 * hidden:4 * hidden] = 3.0  # output gates open
@@ -59,6 +60,11 @@ def rigged_doom_rnn(hidden: int = 16, z_size: int = 64):
     head_kernel[0, -1] = -12.0  # death logit falls as unit 0's output rises (moving right is safe) ...
     head_kernel[1, -1] = 5.0  # ... and rises with unit 1: standing still, a dream dies within tens of steps
     head_bias[-1] = -4.5
+    components = 5
+    for dim in range(z_size):  # per dimension: [log pi (K), mu (K), log sigma (K)]
+        start = dim * 3 * components
+        head_bias[start + 2 * components:start + 3 * components] = -3.0  # sharp components
+    head_bias[components:2 * components] = [2.0, -2.0, 2.0, -2.0, 2.0]  # z_0 jumps between +2 and -2
     rnn.head.set_weights([head_kernel, head_bias])
     return rnn
 

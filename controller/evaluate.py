@@ -1,0 +1,165 @@
+"""Plays a trained controller in the real environment: mean ± std over N episodes on fixed seeds.
+
+    python -m controller.evaluate --exp_dir=DIR --env=carracing --episodes=100
+    python -m controller.evaluate --exp_dir=DIR --env=doom --episodes=100 \
+        --controller_file=DIR/controller/doomrnn_full_t1.15/controller.json --video=doom.mp4
+
+A Doom controller trained in the dream runs unchanged in real VizDoom: V encodes each frame, z is sampled from
+N(mu, sigma^2), M tracks the state with the taken action and the restart flag. Writes, beside the controller
+file: evaluation_<env>.json (per-episode scores), histogram_<env>.png (like the paper's Figure 4, right).
+`--video` records one episode with V's reconstruction of every frame beside the frame itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from controller.es import EVAL_SEED_OFFSET
+from controller.model import Controller
+from controller.plots import plot_score_histogram
+from controller.rollouts import RealEvaluator, RealSetup, controller_dir, load_agent, make_real_env
+from run.collect import check_worker_count
+from run.errors import UserError
+from run.layout import experiment
+from run.seeding import derive_seed
+from run.storage import write_json
+
+EVAL_ENVS = ("carracing", "doom")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateConfig:
+    env: str = "carracing"  # the real environment: carracing or doom
+    episodes: int = 100  # the paper's 100 random rollouts
+    controller_file: str | None = None  # default: controller/<env>_full/controller.json (Doom: the dream's)
+    workers: int = 1
+    seed: int = 0  # episode i plays seed derive_seed(seed, EVAL_SEED_OFFSET + 1, i)
+    max_steps: int | None = None
+    doom_resolution: str = "640x480"
+    video: str | None = None  # .mp4 or .gif of the first episode: the frame beside V's reconstruction
+    episode_timeout: float = 900.0
+
+    def validated(self) -> "EvaluateConfig":
+        if self.env not in EVAL_ENVS:
+            raise UserError(f"--env={self.env}: choose from {', '.join(EVAL_ENVS)}")
+        if self.episodes < 1:
+            raise UserError(f"--episodes={self.episodes}: must be at least 1")
+        if self.workers < 1:
+            raise UserError(f"--workers={self.workers}: must be at least 1")
+        check_worker_count(self.workers)
+        if self.video and Path(self.video).suffix.lower() not in (".mp4", ".gif"):
+            raise UserError(f"--video={self.video}: must end in .mp4 or .gif")
+        return self
+
+
+def default_controller_file(exp_dir, env: str) -> Path:
+    """The controller a plain `--env` evaluates: CarRacing's full one, or for Doom the one trained in the dream
+    at the paper's temperature (else the one trained in real Doom)."""
+    root = experiment(exp_dir, create=False).controller
+    candidates = [controller_dir(root, "carracing", "full")] if env == "carracing" else [
+        controller_dir(root, "doomrnn", "full", 1.15), controller_dir(root, "doom", "full")]
+    candidates += sorted(root.glob(f"{'doom' if env == 'doom' else 'carracing'}*"))
+    for folder in candidates:
+        if (folder / "controller.json").exists():
+            return folder / "controller.json"
+    raise UserError(f"{root}: no trained {env} controller found; train one (python -m controller.train) or "
+                    "pass --controller_file")
+
+
+def evaluation_seeds(seed: int, episodes: int) -> np.ndarray:
+    return np.array([derive_seed(seed, EVAL_SEED_OFFSET + 1, i) for i in range(episodes)], np.int64)
+
+
+def evaluate_controller(exp_dir, config: EvaluateConfig, verbose: bool = True) -> dict:
+    """Plays `config.episodes` real episodes; returns {'mean', 'std', 'scores', ...} and writes the outputs."""
+    config = config.validated()
+    path = Path(config.controller_file) if config.controller_file else default_controller_file(exp_dir, config.env)
+    controller, params = Controller.load(path)
+    if controller.env != config.env:
+        raise UserError(f"{path}: a {controller.env} controller cannot play --env={config.env}")
+    setup = RealSetup(str(experiment(exp_dir, create=False).root), config.env, controller.get_config(),
+                      config.max_steps, config.doom_resolution)
+    seeds = evaluation_seeds(config.seed, config.episodes)
+    evaluator = RealEvaluator(setup, min(config.workers, config.episodes), config.episode_timeout)
+    try:
+        scores = evaluator(params[None], seeds)[0]
+    finally:
+        evaluator.close()
+    result = {"env": config.env, "controller_file": str(path), "episodes": int(scores.size),
+              "mean": float(scores.mean()), "std": float(scores.std()), "scores": scores.tolist(),
+              "seeds": seeds.tolist()}
+    write_json(path.parent / f"evaluation_{config.env}.json", result)
+    plot_score_histogram(scores, path.parent / f"histogram_{config.env}.png",
+                         title=f"{config.env}, {controller.variant} controller")
+    if config.video:
+        record_video(setup, params, int(seeds[0]), Path(config.video))
+    if verbose:
+        print(f"evaluate: {config.env} {result['mean']:.1f} ± {result['std']:.1f} over {scores.size} episodes "
+              f"({path})")
+    return result
+
+
+def record_video(setup: RealSetup, params: np.ndarray, seed: int, out: Path, fps: int = 30) -> Path:
+    """One episode as a video: the 64x64 frame the agent sees beside V's reconstruction of its z, 4x enlarged."""
+    import imageio.v2 as imageio
+    import tensorflow as tf
+
+    from controller.agent import play_episode
+
+    agent = load_agent(setup)
+    env = make_real_env(setup)
+    frames, latents = [], []
+    play_episode(env, agent, params, seed, setup.max_steps,
+                 on_step=lambda frame, action, z: (frames.append(frame), latents.append(z)))
+    env.close()
+    reconstructions = []
+    for start in range(0, len(latents), 256):
+        batch = tf.constant(np.stack(latents[start:start + 256]), tf.float32)
+        reconstructions.append((agent.vae.decode(batch).numpy() * 255).round().astype(np.uint8))
+    reconstructions = np.concatenate(reconstructions)
+    side_by_side = np.concatenate([np.stack(frames), reconstructions], axis=2)  # (T, 64, 128, 3)
+    side_by_side = side_by_side.repeat(4, axis=1).repeat(4, axis=2)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".gif":
+        imageio.mimsave(out, list(side_by_side), duration=1.0 / fps, loop=0)
+    else:
+        imageio.mimsave(out, list(side_by_side), fps=fps, macro_block_size=1)
+    return out
+
+
+def main(argv) -> None:
+    from absl import flags
+
+    FLAGS = flags.FLAGS
+    config = EvaluateConfig(env=FLAGS.env, episodes=FLAGS.episodes, controller_file=FLAGS.controller_file,
+                            workers=FLAGS.workers, seed=FLAGS.seed, max_steps=FLAGS.max_steps,
+                            doom_resolution=FLAGS.doom_resolution, video=FLAGS.video,
+                            episode_timeout=FLAGS.episode_timeout)
+    evaluate_controller(FLAGS.exp_dir, config)
+
+
+def define_flags() -> None:
+    from absl import flags
+
+    from controller.rollouts import default_workers
+
+    flags.DEFINE_string("exp_dir", None, "Experiment folder with vae/, rnn/ and controller/.", required=True)
+    flags.DEFINE_string("env", "carracing", "The real environment: carracing or doom.")
+    flags.DEFINE_integer("episodes", 100, "Episodes to play (the paper: 100).")
+    flags.DEFINE_string("controller_file", None, "Controller JSON (default: the experiment's trained one).")
+    flags.DEFINE_integer("workers", default_workers(), "Processes playing episodes.")
+    flags.DEFINE_integer("seed", 0, "Seed of the fixed evaluation episodes.")
+    flags.DEFINE_integer("max_steps", None, "Episode step limit (default: the task's).")
+    flags.DEFINE_string("doom_resolution", "640x480", "Real Doom's render size.")
+    flags.DEFINE_string("video", None, "Also record the first episode beside V's reconstruction (.mp4 or .gif).")
+    flags.DEFINE_float("episode_timeout", 900.0, "Seconds before a worker is presumed hung.")
+
+
+if __name__ == "__main__":
+    from run.errors import run_main
+
+    define_flags()
+    run_main(main)

@@ -1,0 +1,113 @@
+"""Where candidate controllers are scored: real environments in a worker pool, or the batched dream.
+
+Both evaluators take a population (N, P) and seeds (R,) and return returns (N, R): every candidate plays every
+seed, so all candidates of a generation are ranked on the same episodes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from controller.model import Controller
+from run.pool import WorkerPool
+
+
+@dataclasses.dataclass(frozen=True)
+class RealSetup:
+    """What a worker needs to build the agent and its environment."""
+
+    exp_dir: str
+    env: str  # 'carracing' or 'doom'
+    controller: dict  # Controller config
+    max_steps: int | None = None
+    doom_resolution: str = "640x480"
+    vae_path: str | None = None
+    rnn_path: str | None = None
+
+
+def load_agent(setup: RealSetup):
+    """V, M and C of an experiment as an `Agent` (checks that they fit together)."""
+    from controller.agent import Agent
+    from rnn.model import load_rnn
+    from run.layout import experiment
+    from vae.encode import load_vae
+
+    layout = experiment(setup.exp_dir, create=False)
+    controller = Controller(**setup.controller)
+    vae = load_vae(setup.vae_path or layout.vae_model)
+    rnn = load_rnn(setup.rnn_path or layout.rnn_model)
+    return Agent(vae, rnn, controller)
+
+
+def make_real_env(setup: RealSetup):
+    import envs
+
+    kwargs = {"resolution": setup.doom_resolution} if setup.env == "doom" else {}
+    return envs.make_env(setup.env, **kwargs)
+
+
+def _init_real_worker(setup: RealSetup) -> tuple[Any, Any, RealSetup]:
+    from run.threads import limit_tensorflow_threads
+
+    limit_tensorflow_threads(1)
+    return make_real_env(setup), load_agent(setup), setup
+
+
+def _play_real_episode(state, task: tuple[np.ndarray, int]) -> float:
+    from controller.agent import play_episode
+
+    env, agent, setup = state
+    params, seed = task
+    total, _ = play_episode(env, agent, params, seed, setup.max_steps)
+    return total
+
+
+class RealEvaluator:
+    """Plays candidates in the real environment on `workers` spawned processes (each loads V and M once)."""
+
+    def __init__(self, setup: RealSetup, workers: int, episode_timeout: float = 900.0):
+        self.setup = setup
+        self.pool = WorkerPool(workers, _play_real_episode, _init_real_worker, (setup,),
+                               task_timeout=episode_timeout,
+                               describe=lambda task: f"{setup.env} episode with seed {task[1]}")
+
+    def __call__(self, population: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+        population = np.asarray(population, np.float32)
+        tasks = [(population[i], int(seed)) for i in range(len(population)) for seed in seeds]
+        returns = self.pool.map(tasks)
+        return np.asarray(returns, np.float64).reshape(len(population), len(seeds))
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+class DreamEvaluator:
+    """Plays candidates in the Doom dream: the whole population x seeds as one batch of dreams."""
+
+    def __init__(self, dynamics, controller: Controller):
+        self.dynamics, self.controller = dynamics, controller
+
+    def __call__(self, population: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+        population = np.asarray(population, np.float32)
+        params = np.repeat(population, len(seeds), axis=0)
+        all_seeds = np.tile(np.asarray(seeds, np.int64), len(population))
+        returns = self.dynamics.returns(self.controller, params, all_seeds)
+        return returns.reshape(len(population), len(seeds))
+
+    def close(self) -> None:
+        pass
+
+
+def default_workers() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+def controller_dir(root: Path, env: str, variant: str, temperature: float | None = None) -> Path:
+    """`controller/<env>_<variant>[_t<tau>]`: one folder per trained controller, so sweeps sit side by side."""
+    name = f"{env}_{variant}" + (f"_t{temperature:g}" if env == "doomrnn" and temperature is not None else "")
+    return root / name

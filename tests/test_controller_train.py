@@ -1,0 +1,140 @@
+"""Controller training with CMA-ES: in the dream (fast, one batch) and in real CarRacing/Doom (worker pool);
+a real SIGKILL and resume; evaluation in the real game."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from controller import Controller
+from controller.es import ESConfig
+from controller.evaluate import EvaluateConfig, evaluate_controller
+from controller.train import ControllerTrainConfig, train_controller
+from rnn.model import MDNRNN
+from vae import ConvVAE
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _dream_config(generations: int, **es) -> ControllerTrainConfig:
+    settings = dict(popsize=16, rollouts=4, generations=generations, eval_every=2, eval_rollouts=16, seed=5,
+                    sigma=0.5)
+    settings.update(es)
+    return ControllerTrainConfig(env="doomrnn", es=ESConfig(**settings), temperature=1.15)
+
+
+def test_training_in_the_dream_learns_what_keeps_the_agent_alive(rigged_dream, tmp_path):
+    out = train_controller(rigged_dream, _dream_config(8), verbose=False)
+    history = json.loads((out / "history.json").read_text())
+    best = [g["best"] for g in history["generations"]]
+    evaluations = [e["mean"] for e in history["evaluations"]]
+    assert len(best) == 8 and len(evaluations) == 4
+    assert max(best[-2:]) > 2 * history["generations"][0]["mean"], best
+    assert evaluations[-1] > 100, evaluations  # standing still survives ~6 steps; moving right, 2,100
+    controller, params = Controller.load(out / "controller.json")
+    assert controller.env == "doom" and params.size == controller.num_params
+    for name in ("es.pkl", "best.json", "progress.png", "config.json"):
+        assert (out / name).exists(), name
+    assert list((out / "tb").glob("events.out.tfevents.*"))
+
+
+def test_sigkill_and_resume_follow_the_uninterrupted_run(rigged_dream, tmp_path):
+    straight = tmp_path / "straight"
+    killed = tmp_path / "killed"
+    for exp in (straight, killed):
+        (exp / "rnn").mkdir(parents=True)
+        os.symlink(rigged_dream / "series", exp / "series")
+        os.symlink(rigged_dream / "rnn" / "rnn.keras", exp / "rnn" / "rnn.keras")
+    args = ["--env=doomrnn", "--popsize=8", "--rollouts=4", "--generations=4", "--eval_every=100",
+            "--eval_rollouts=8", "--seed=9"]
+    result = subprocess.run([sys.executable, "-m", "controller.train", f"--exp_dir={straight}", *args],
+                            cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = "controller/doomrnn_full_t1.15"
+    process = subprocess.Popen([sys.executable, "-m", "controller.train", f"--exp_dir={killed}", *args,
+                                "--generations=100"], cwd=REPO, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    history = killed / out / "history.json"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if history.exists() and len(json.loads(history.read_text())["generations"]) >= 2:
+            break
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    done = len(json.loads(history.read_text())["generations"])
+    assert 2 <= done < 4
+    result = subprocess.run([sys.executable, "-m", "controller.train", f"--exp_dir={killed}", *args],
+                            cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "resuming" in result.stdout
+    a = json.loads((straight / out / "history.json").read_text())["generations"]
+    b = json.loads((killed / out / "history.json").read_text())["generations"]
+    assert [g["best"] for g in a] == [g["best"] for g in b]
+    assert [g["mean"] for g in a] == [g["mean"] for g in b]
+    np.testing.assert_array_equal(Controller.load(straight / out / "controller.json")[1],
+                                  Controller.load(killed / out / "controller.json")[1])
+
+
+@pytest.fixture(scope="module")
+def carracing_world(tmp_path_factory) -> Path:
+    """An untrained CarRacing V (z 32) and a small M (16 units) saved where the trainer looks."""
+    exp = tmp_path_factory.mktemp("carracing_world")
+    keras.utils.set_random_seed(1)
+    (exp / "vae").mkdir()
+    (exp / "rnn").mkdir()
+    ConvVAE(z_size=32).save(exp / "vae" / "vae.keras")
+    MDNRNN(z_size=32, action_size=3, hidden_size=16, num_mixtures=5, predict_done=False).save(
+        exp / "rnn" / "rnn.keras")
+    return exp
+
+
+def test_real_carracing_generations_with_two_workers(carracing_world):
+    config = ControllerTrainConfig(env="carracing", workers=2, max_steps=40,
+                                   es=ESConfig(popsize=4, rollouts=2, generations=2, eval_every=2,
+                                               eval_rollouts=2, seed=1))
+    out = train_controller(carracing_world, config, verbose=False)
+    history = json.loads((out / "history.json").read_text())
+    assert len(history["generations"]) == 2 and len(history["evaluations"]) == 1
+    for generation in history["generations"]:
+        assert generation["worst"] <= generation["mean"] <= generation["best"]
+        assert -4.1 <= generation["worst"]  # 40 frames at -0.1 each, plus tiles visited
+    assert Controller.load(out / "controller.json")[0].num_params == 32 * 3 + 16 * 3 + 3
+
+
+def test_dream_controller_plays_real_doom_and_reports_mean_std(rigged_dream, tmp_path):
+    out = train_controller(rigged_dream, _dream_config(1), verbose=False)
+    result = subprocess.run([sys.executable, "-m", "controller.evaluate", f"--exp_dir={rigged_dream}",
+                             "--env=doom", "--episodes=3", "--workers=2", "--doom_resolution=320x240",
+                             f"--video={tmp_path / 'doom.gif'}", "--max_steps=300"],
+                            cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "evaluate: doom" in result.stdout and "± " in result.stdout and "over 3 episodes" in result.stdout
+    scores = json.loads((out / "evaluation_doom.json").read_text())
+    assert len(scores["scores"]) == 3 and all(1 <= s <= 300 for s in scores["scores"])
+    assert (out / "histogram_doom.png").exists()
+    import imageio.v2 as imageio
+
+    frames = imageio.mimread(tmp_path / "doom.gif")
+    assert len(frames) >= 1 and frames[0].shape[:2] == (256, 512)
+
+
+def test_bad_inputs_name_what_is_wrong(rigged_dream, carracing_world, tmp_path):
+    wrong = tmp_path / "wrong.json"
+    Controller("carracing", "z").save(wrong, np.zeros(99, np.float32))
+    with pytest.raises(Exception, match="carracing controller cannot play --env=doom"):
+        evaluate_controller(rigged_dream, EvaluateConfig(env="doom", episodes=1, controller_file=str(wrong)))
+    result = subprocess.run([sys.executable, "-m", "controller.train", f"--exp_dir={carracing_world}",
+                             "--env=doomrnn", "--generations=1"], cwd=REPO, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: ")
+    result = subprocess.run([sys.executable, "-m", "controller.train", f"--exp_dir={carracing_world}",
+                             "--workers=500"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "--workers=500" in result.stderr
