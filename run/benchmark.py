@@ -8,6 +8,9 @@ Cases:
   collect  Doom collection frames/s with 1 and with 2 worker processes, and their ratio (target >= 1.6)
   vae      ConvVAE training frames/s through the tf.data pipeline vs. in-memory tensors (target >= 0.9)
   rnn      MDN-RNN training sequences/s, pipeline vs. in-memory (>= 0.9), and next_state latency at batch 1
+  agent    CarRacing steps/s of the full agent (V + M + C) vs. random actions; the models' share (< 25 %)
+  dream    real VizDoom steps/s at 640x480 vs. 1,024 batched dreams with the 512-unit M (>= 50x), and the
+           wall time of one paper-scale CMA-ES generation in the dream, 64 x 16 dreams (<= 45 s)
 
 Results are printed and written to WORK_DIR/benchmark.json.
 """
@@ -86,6 +89,95 @@ def benchmark_collect(work_dir: Path, episodes: int = 24) -> dict:
     return results
 
 
+def benchmark_agent(seconds: float = 20.0) -> dict:
+    """CarRacing with random actions vs. the full agent acting (one compiled V + C + M call a frame)."""
+    import keras
+
+    import envs
+    from controller import Controller
+    from controller.agent import Agent
+    from rnn.model import MDNRNN
+    from vae import ConvVAE
+
+    keras.utils.set_random_seed(0)
+    agent = Agent(ConvVAE(z_size=32), MDNRNN(z_size=32, action_size=3, hidden_size=256, num_mixtures=5,
+                                            predict_done=False), Controller("carracing", "full"))
+    params = np.random.default_rng(0).normal(0, 0.1, agent.controller.num_params).astype(np.float32)
+    env = envs.make_env("carracing")
+    env.action_space.seed(0)
+    frame, _ = env.reset(seed=0)
+    agent.act(frame, agent.initial_state(), params, True, (0, 0))  # trace once
+
+    def raw_step() -> bool:
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        return terminated or truncated
+
+    raw = _steps_per_second(raw_step, lambda: env.reset(seed=0), seconds / 2)
+    holder = {"frame": env.reset(seed=1)[0], "state": agent.initial_state(), "t": 0}
+
+    def agent_step() -> bool:
+        action, holder["state"], _ = agent.act(holder["frame"], holder["state"], params, holder["t"] == 0,
+                                               (1, holder["t"]))
+        holder["frame"], _, terminated, truncated, _ = env.step(action)
+        holder["t"] += 1
+        return terminated or truncated
+
+    def agent_reset() -> None:
+        holder.update(frame=env.reset(seed=1)[0], state=agent.initial_state(), t=0)
+
+    full = _steps_per_second(agent_step, agent_reset, seconds / 2)
+    env.close()
+    return {"carracing_random_actions_steps_per_s": raw, "carracing_full_agent_steps_per_s": full,
+            "agent_model_share": 1.0 - full / raw}
+
+
+def benchmark_dream(seconds: float = 5.0) -> dict:
+    """Real VizDoom at 640x480 vs. the batched dream (N = 1,024, LSTM 512), and a paper-scale generation.
+
+    M is untrained with its death bias set far negative, so no dream dies: the generation time is the worst
+    case, every one of the 1,024 dreams running all 2,100 steps.
+    """
+    import keras
+
+    from controller import Controller
+    from controller.rollouts import DreamEvaluator
+    from envs.doom import TakeCover64Env
+    from envs.dream import DreamDynamics
+    from rnn.model import MDNRNN
+
+    game = TakeCover64Env()._start_game()
+
+    def game_step() -> bool:
+        game.make_action([0, 0], 1)
+        return game.is_episode_finished()
+
+    real = _steps_per_second(game_step, game.new_episode, seconds)
+    game.close()
+    keras.utils.set_random_seed(0)
+    rnn = MDNRNN(z_size=64, action_size=1, hidden_size=512, num_mixtures=5, predict_done=True)
+    kernel, bias = rnn.head.get_weights()
+    bias[-1] = -100.0
+    rnn.head.set_weights([kernel, bias])
+    rng = np.random.default_rng(0)
+    dynamics = DreamDynamics(rnn, rng.normal(size=(100, 64)).astype(np.float32),
+                             np.full((100, 64), -2.0, np.float32), temperature=1.15)
+    controller = Controller("doom", "full")
+    population = rng.normal(0, 0.1, (64, controller.num_params)).astype(np.float32)
+    evaluate = DreamEvaluator(dynamics, controller)
+    short = DreamDynamics(rnn, rng.normal(size=(100, 64)).astype(np.float32),
+                          np.full((100, 64), -2.0, np.float32), temperature=1.15, max_steps=64)
+    DreamEvaluator(short, controller)(population, np.arange(16))  # trace
+    start = time.perf_counter()
+    DreamEvaluator(short, controller)(population, np.arange(16))
+    dream = 1024 * 64 / (time.perf_counter() - start)
+    start = time.perf_counter()
+    returns = evaluate(population, np.arange(16))
+    generation = time.perf_counter() - start
+    return {"vizdoom_640x480_steps_per_s": real, "dream_1024_steps_per_s": dream,
+            "dream_vs_real_ratio": dream / real, "dream_generation_64x16_seconds": generation,
+            "dream_generation_mean_steps": float(returns.mean())}
+
+
 def _case(name: str, work_dir: Path) -> dict:
     if name == "env":
         return benchmark_env()
@@ -99,10 +191,14 @@ def _case(name: str, work_dir: Path) -> dict:
         from rnn.benchmark import benchmark_rnn
 
         return benchmark_rnn(work_dir / "rnn")
+    if name == "agent":
+        return benchmark_agent()
+    if name == "dream":
+        return benchmark_dream()
     raise ValueError(name)
 
 
-CASES = ("env", "collect", "vae", "rnn")
+CASES = ("env", "collect", "vae", "rnn", "agent", "dream")
 
 
 def run_benchmarks(cases: list[str], work_dir: Path) -> dict:
