@@ -8,7 +8,7 @@ A batch of B rows and T input steps is a dict of numpy arrays:
   mu, logvar  (B, T+1, Z)  V's posterior of frames t..t+T (the model draws z ~ N(mu, exp(logvar)) itself)
   action      (B, T, A)    action taken after frame t
   restart     (B, T)       1 on an episode's first frame (the LSTM state is zeroed before that step)
-  done        (B, T)       1 where the next frame is a restart: the death target
+  done        (B, T)       1 where the agent died after this frame (the episode ended, not by the step cap)
   z_mask      (B, T)       1 where the target frame t+1 belongs to the same episode and is not padding
   step_mask   (B, T)       1 where input frame t exists (not padding)
 
@@ -88,6 +88,8 @@ def load_series(folder: str | os.PathLike, verbose: bool = False) -> SeriesSet:
         for name in ("mu", "logvar", "action"):
             if not np.all(np.isfinite(arrays[name])):
                 raise DataError(f"{path}: '{name}' has NaN or infinite values")
+        if bool(arrays.get("truncated", False)):  # ended by the step cap: not a death for the death head
+            arrays["done"] = np.zeros_like(arrays["done"])
         for name in parts:
             parts[name].append(arrays[name])
         progress.update(1)
@@ -248,5 +250,5 @@ class StreamBatches:
         next_restart = flags[:, 1:]
         return {"mu": self.data.mu[frames], "logvar": self.data.logvar[frames],
                 "action": self.data.action[frames[:, :-1]], "restart": flags[:, :-1].copy(),
-                "done": next_restart.copy(), "z_mask": 1.0 - next_restart,
+                "done": self.data.done[frames[:, :-1]].astype(np.float32), "z_mask": 1.0 - next_restart,
                 "step_mask": np.ones_like(next_restart)}

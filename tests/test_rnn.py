@@ -474,3 +474,36 @@ def test_benchmark_reports_speeds(tmp_path):
                            train_steps=3, dream_batch=64)
     assert result["sequences_per_s_pipeline"] > 0 and result["sequences_per_s_in_memory"] > 0
     assert 0 < result["next_state_ms_batch1"] < 50 and result["dream_steps_per_s"] > 0
+
+
+def test_an_episode_cut_by_the_step_cap_is_not_a_death(tmp_path):
+    from rnn.benchmark import write_synthetic_series
+    from rnn.data import StreamBatches, load_series
+    from run.storage import read_series, write_npz
+
+    paths = write_synthetic_series(tmp_path, env="doom", episodes=2, length=(30, 30))
+    capped = read_series(paths[1])
+    write_npz(paths[1], truncated=np.bool_(True), **capped)
+    data = load_series(tmp_path)
+    assert data.done[29] and not data.done[59], "the first episode died; the second hit the cap"
+    streams = StreamBatches(data, np.arange(2), batch_size=1, seq_len=59, seed=0)
+    batch = streams.batch(0)
+    np.testing.assert_array_equal(np.flatnonzero(batch["restart"][0]), [0, 30])
+    died_first = np.array_equal(batch["mu"][0, 0], data.mu[0])  # the dealt order is a seeded permutation
+    # Only the boundary after the died episode carries a death target; the capped one's boundary does not.
+    np.testing.assert_array_equal(np.flatnonzero(batch["done"][0]), [29] if died_first else [])
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 1.5])
+def test_fast_sampler_draws_the_tfp_mixture(temperature):
+    """`sample_mixture` (Gumbel-max choice) and `mixture_distribution(...).sample` agree in distribution."""
+    from scipy import stats
+
+    logits = tf.math.log(tf.constant([[[0.6, 0.3, 0.1]]]))
+    mu, log_sigma = tf.constant([[[-2.0, 0.5, 3.0]]]), tf.math.log(tf.constant([[[0.3, 0.5, 0.2]]]))
+    batch = lambda t: tf.tile(t, [4000, 1, 1])  # noqa: E731
+    fast = sample_mixture(MixtureParams(batch(logits), batch(mu), batch(log_sigma)), temperature,
+                          [7, 8]).numpy().ravel()
+    reference = mixture_distribution(logits[0, 0], mu[0, 0], log_sigma[0, 0], temperature).sample(
+        4000, seed=[9, 10]).numpy().ravel()
+    assert stats.ks_2samp(fast, reference).pvalue > 0.001

@@ -110,7 +110,7 @@ def encode_rollouts(exp_dir: str | os.PathLike, batch_size: int = ENCODE_BATCH,
             continue
         rollout = read_rollout(rollout_path)
         mu, logvar = encode_frames(model, rollout["obs"], batch_size)
-        extra = {name: rollout[name] for name in ("seed", "env") if name in rollout}
+        extra = {name: rollout[name] for name in ("seed", "env", "truncated") if name in rollout}
         write_npz(out, mu=mu, logvar=logvar, action=rollout["action"], reward=rollout["reward"],
                   done=rollout["done"], **extra)
         encoded += 1
