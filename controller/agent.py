@@ -41,23 +41,32 @@ class Agent:
         self._act = tf.function(self._act_graph, jit_compile=True, input_signature=[
             tf.TensorSpec([1, 64, 64, 3], tf.uint8), tf.TensorSpec([1, hidden], tf.float32),
             tf.TensorSpec([1, hidden], tf.float32), tf.TensorSpec([controller.num_params], tf.float32),
-            tf.TensorSpec([1], tf.float32), tf.TensorSpec([2], tf.int32)])
+            tf.TensorSpec([1], tf.float32), tf.TensorSpec([2], tf.int32),
+            tf.TensorSpec([1, controller.action_size], tf.float32), tf.TensorSpec([], tf.bool)])
+        self._no_override = tf.zeros([1, controller.action_size])
 
     def initial_state(self) -> tuple[tf.Tensor, tf.Tensor]:
         return self.rnn.initial_state(1)
 
-    def _act_graph(self, frame, h, c, params, restart, seed):
+    def _act_graph(self, frame, h, c, params, restart, seed, override, use_override):
         mu, logvar = self.vae.encode(tf.cast(frame, tf.float32) / 255.0)
         z = mu + tf.exp(logvar / 2.0) * tf.random.stateless_normal(tf.shape(mu), seed)
         output = self.controller.act(params, self.controller.features(z, h, c))
-        action = self.controller.env_action_tensor(output)
+        action = tf.where(use_override, override, self.controller.env_action_tensor(output))
         h_next, c_next = self.rnn.advance(z, action, (h, c), restart if self.rnn.predict_done else None)
         return action, h_next, c_next, z
 
-    def act(self, frame: np.ndarray, state, params: np.ndarray, first: bool, seed: tuple[int, int]):
-        """One frame: (env action (A,), next state, z (Z,))."""
+    def act(self, frame: np.ndarray, state, params: np.ndarray, first: bool, seed: tuple[int, int],
+            override: np.ndarray | None = None):
+        """One frame: (env action (A,), next state, z (Z,)).
+
+        `override` replaces C's action (e.g. exploration): M then advances with the action actually taken.
+        """
+        forced = override is not None
         action, h, c, z = self._act(frame[None], state[0], state[1], params,
-                                    tf.constant([1.0 if first else 0.0]), tf.constant(seed, tf.int32))
+                                    tf.constant([1.0 if first else 0.0]), tf.constant(seed, tf.int32),
+                                    tf.constant(np.reshape(override, (1, -1)), tf.float32) if forced
+                                    else self._no_override, tf.constant(forced))
         return action.numpy()[0], (h, c), z.numpy()[0]
 
 

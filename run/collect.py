@@ -50,6 +50,9 @@ class CollectConfig:
     doom_resolution: str = "640x480"  # the paper's; 320x240 is ~4x faster with the same view
     legacy_preprocess: bool = False  # CarRacing: the 2018 min-max rescale and byte cast
     episode_timeout: float = 600.0  # seconds before a worker is presumed hung, killed and the episode re-run
+    controller_file: str | None = None  # policy 'controller': the controller JSON to play
+    explore: float = 0.0  # policy 'controller': chance a step starts a random action held 1-10 frames
+    models_dir: str | None = None  # policy 'controller': experiment holding V and M (default: this one)
 
     def resolved(self) -> "CollectConfig":
         """Validates the fields and fills in the env-dependent defaults; bad values raise `UserError`."""
@@ -67,6 +70,10 @@ class CollectConfig:
         if policy not in policy_names(self.env):
             raise UserError(f"--policy={policy}: unknown for {self.env}; "
                             f"choose from {', '.join(policy_names(self.env))}")
+        if policy == "controller" and not self.controller_file:
+            raise UserError("--policy=controller needs --controller_file")
+        if not 0.0 <= self.explore <= 1.0:
+            raise UserError(f"--explore={self.explore}: must be in [0, 1]")
         return dataclasses.replace(self, policy=policy, max_steps=self.max_steps or MAX_STEPS[self.env])
 
     def env_kwargs(self) -> dict[str, Any]:
@@ -76,8 +83,11 @@ class CollectConfig:
 
     def identity(self) -> dict[str, Any]:
         """The fields that decide an episode's content: a resumed run must agree on all of them."""
-        return {"env": self.env, "seed": self.seed, "max_steps": self.max_steps, "policy": self.policy,
-                "min_length": self.min_length, "env_kwargs": self.env_kwargs()}
+        identity = {"env": self.env, "seed": self.seed, "max_steps": self.max_steps, "policy": self.policy,
+                    "min_length": self.min_length, "env_kwargs": self.env_kwargs()}
+        if self.policy == "controller":
+            identity.update(controller_file=str(Path(self.controller_file).resolve()), explore=self.explore)
+        return identity
 
 
 def check_worker_count(workers: int, per_core: int = 4) -> None:
@@ -113,11 +123,13 @@ class _WorkerState:
     out_dir: Path
 
 
-def _init_worker(config: CollectConfig, out_dir: str) -> _WorkerState:
+def _init_worker(config: CollectConfig, out_dir: str, models_dir: str) -> _WorkerState:
     import envs
 
     env = envs.make_env(config.env, **config.env_kwargs())
-    return _WorkerState(env, make_policy_factory(config.env, config.policy), config, Path(out_dir))
+    factory = make_policy_factory(config.env, config.policy, seed=config.seed, exp_dir=models_dir,
+                                  controller_file=config.controller_file, explore=config.explore)
+    return _WorkerState(env, factory, config, Path(out_dir))
 
 
 def _collect_episode(state: _WorkerState, index: int) -> tuple[int, int, int]:
@@ -179,7 +191,8 @@ def collect_rollouts(exp_dir: str | os.PathLike, config: CollectConfig | None = 
                         stream=None if verbose else open(os.devnull, "w"))
     if todo:
         workers = min(config.workers, len(todo))
-        with WorkerPool(workers, _collect_episode, _init_worker, (config, str(folder)),
+        models_dir = str(Path(config.models_dir or exp_dir).resolve())
+        with WorkerPool(workers, _collect_episode, _init_worker, (config, str(folder), models_dir),
                         task_timeout=config.episode_timeout, describe=lambda index: f"episode {index}") as pool:
             for _, (index, steps, attempts) in pool.imap_unordered(todo):
                 progress.update(1, rate_count=steps)
@@ -194,7 +207,8 @@ def main(argv) -> None:
     config = CollectConfig(env=FLAGS.env, episodes=FLAGS.episodes, workers=FLAGS.workers, seed=FLAGS.seed,
                            max_steps=FLAGS.max_steps, policy=FLAGS.policy,
                            doom_resolution=FLAGS.doom_resolution, legacy_preprocess=FLAGS.legacy_preprocess,
-                           episode_timeout=FLAGS.episode_timeout)
+                           episode_timeout=FLAGS.episode_timeout, controller_file=FLAGS.controller_file,
+                           explore=FLAGS.explore, models_dir=FLAGS.models_dir)
     paths = collect_rollouts(FLAGS.exp_dir, config)
     print(f"collect: {len(paths)} episodes in {Path(paths[0]).parent}")
 
@@ -208,9 +222,16 @@ def define_flags() -> None:
     flags.DEFINE_integer("workers", CollectConfig.workers, "Worker processes (spawned).")
     flags.DEFINE_integer("seed", CollectConfig.seed, "Base seed; episode i is seeded from (seed, i).")
     flags.DEFINE_integer("max_steps", None, "Step limit per episode (default: CarRacing 1,000, Doom 2,100).")
-    flags.DEFINE_string("policy", None, "Exploration policy: doom held_uniform (the paper's: a uniform action "
-                        "held 1-10 frames); carracing brownian (a steering random walk with gas). "
+    flags.DEFINE_string("policy", None, "held_uniform (Doom's default and the paper's: a uniform action held "
+                        "1-10 frames), brownian (CarRacing's default: a steering random walk with gas), "
+                        "random_weights (the 2018 CarRacing data policy: untrained V and M, Cauchy-random "
+                        "controller weights per episode) or controller (--controller_file, with --explore); "
                         "'random' means the env's default.")
+    flags.DEFINE_string("controller_file", None, "--policy=controller: the controller JSON to play.")
+    flags.DEFINE_float("explore", 0.0, "--policy=controller: chance per step of starting a random action held "
+                       "1-10 frames.")
+    flags.DEFINE_string("models_dir", None, "--policy=controller: experiment folder with V and M (default: "
+                        "--exp_dir).")
     flags.DEFINE_string("doom_resolution", CollectConfig.doom_resolution, "Doom render size: 640x480 "
                         "(the paper's) or 320x240 (faster, same view).")
     flags.DEFINE_bool("legacy_preprocess", False, "CarRacing: the 2018 min-max rescale and byte cast.")

@@ -52,21 +52,91 @@ def brownian_driving_policy(rng: np.random.Generator, steer_step: float = 0.1) -
     return act
 
 
+def agent_policy(agent, params: np.ndarray, rng: np.random.Generator, explore: float = 0.0) -> Policy:
+    """V + M + C acting on frames; with probability `explore` a step starts a random held action (1-10 frames,
+    uniform in the action space) instead. M always advances with the action actually taken."""
+    episode_seed = int(rng.integers(2**31 - 1))
+    state = {"agent": agent.initial_state(), "t": 0, "random": None, "left": 0}
+    random_actions = held_uniform_policy(rng, agent.controller.action_size)
+    low = np.array([-1.0, 0.0, 0.0], np.float32) if agent.controller.env == "carracing" else None
+
+    def act(frame: np.ndarray) -> np.ndarray:
+        override = None
+        if state["left"] == 0 and explore > 0 and rng.random() < explore:
+            state["left"] = int(rng.integers(1, 11))
+            state["random"] = random_actions(frame)
+            if low is not None:  # CarRacing: gas and brake live in [0, 1]
+                state["random"] = np.maximum(state["random"], low)
+        if state["left"] > 0:
+            override, state["left"] = state["random"], state["left"] - 1
+        action, state["agent"], _ = agent.act(frame, state["agent"], params, state["t"] == 0,
+                                              (episode_seed, state["t"]), override=override)
+        state["t"] += 1
+        return action
+
+    return act
+
+
+def random_weights_factory(env: str, seed: int = 0) -> PolicyFactory:
+    """The 2018 CarRacing data policy: untrained V and M (seeded, the same in every worker) read by a controller
+    whose weights are drawn per episode from a standard Cauchy distribution scaled by U(0, 0.01)."""
+    import keras
+
+    from controller import Controller
+    from controller.agent import Agent
+    from rnn.model import MDNRNN
+    from vae import ConvVAE
+
+    controller = Controller(env, "full")
+    keras.utils.set_random_seed(seed)
+    agent = Agent(ConvVAE(z_size=controller.z_size),
+                  MDNRNN(z_size=controller.z_size, action_size=controller.action_size,
+                         hidden_size=controller.hidden_size, num_mixtures=5, predict_done=env == "doom"),
+                  controller)
+
+    def factory(rng: np.random.Generator) -> Policy:
+        params = (rng.standard_cauchy(controller.num_params) * rng.uniform(0.0, 0.01)).astype(np.float32)
+        return agent_policy(agent, params, rng)
+
+    return factory
+
+
+def controller_factory(env: str, exp_dir: str, controller_file: str, explore: float = 0.0) -> PolicyFactory:
+    """A trained controller with the experiment's V and M, mixing in random held actions at rate `explore`
+    (the iterative procedure's exploration: M must see what the controller does *and* what it avoids)."""
+    from controller import Controller
+    from controller.rollouts import RealSetup, load_agent
+
+    controller, params = Controller.load(controller_file)
+    if controller.env != env:
+        raise ValueError(f"{controller_file}: a {controller.env} controller cannot collect {env} episodes")
+    agent = load_agent(RealSetup(exp_dir, env, controller.get_config()))
+    return lambda rng: agent_policy(agent, params, rng, explore)
+
+
 RANDOM_POLICIES: dict[str, dict[str, Callable[..., Policy]]] = {
     "doom": {"held_uniform": held_uniform_policy},
     "carracing": {"brownian": brownian_driving_policy},
 }
+MODEL_POLICIES = ("random_weights", "controller")  # need TensorFlow in the worker
 DEFAULT_POLICY = {"doom": "held_uniform", "carracing": "brownian"}
 
 
 def policy_names(env: str) -> list[str]:
     """The policies `run.collect --policy` accepts for `env`."""
-    return sorted(RANDOM_POLICIES[env])
+    return sorted(RANDOM_POLICIES[env]) + list(MODEL_POLICIES)
 
 
-def make_policy_factory(env: str, name: str) -> PolicyFactory:
+def make_policy_factory(env: str, name: str, seed: int = 0, exp_dir: str | None = None,
+                        controller_file: str | None = None, explore: float = 0.0) -> PolicyFactory:
     """The factory of policy `name` for `env`; unknown names raise `ValueError` listing the known ones."""
+    if name == "random_weights":
+        return random_weights_factory(env, seed)
+    if name == "controller":
+        if not controller_file or not exp_dir:
+            raise ValueError("the 'controller' policy needs a controller file and the experiment's V and M")
+        return controller_factory(env, exp_dir, controller_file, explore)
     policies = RANDOM_POLICIES[env]
     if name not in policies:
-        raise ValueError(f"unknown policy {name!r} for {env}; choose from {sorted(policies)}")
+        raise ValueError(f"unknown policy {name!r} for {env}; choose from {policy_names(env)}")
     return policies[name]

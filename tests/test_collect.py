@@ -119,3 +119,32 @@ def test_corrupt_or_truncated_file_is_named(tmp_path, doom_rollouts):
              reward=np.zeros(5, np.float32), done=np.zeros(5, bool))
     with pytest.raises(DataError, match=r"ep000001.npz: 'obs' has shape \(5, 32, 32, 3\)"):
         read_rollout(wrong)
+
+
+def test_2018_random_weights_policy_drives_carracing(tmp_path):
+    paths = collect_rollouts(tmp_path, env="carracing", episodes=2, workers=1, seed=4, max_steps=30,
+                             policy="random_weights", verbose=False)
+    actions = [read_rollout(path)["action"] for path in paths]
+    for action in actions:
+        assert action.shape == (30, 3)
+        assert np.all(action[:, 0] >= -1) and np.all(action[:, 0] <= 1)
+        assert np.all(action[:, 1:] >= 0) and np.all(action[:, 1:] <= 1), "gas and brake live in [0, 1]"
+    assert not np.allclose(actions[0], actions[1]), "each episode draws its own controller weights"
+
+
+def test_controller_policy_with_exploration_collects_doom(tmp_path, rigged_dream):
+    from controller import Controller
+
+    controller_file = tmp_path / "c.json"
+    controller = Controller("doom", "full", z_size=64, hidden_size=16)
+    params = np.zeros(controller.num_params, np.float32)
+    params[64 + 16 + 2] = 5.0  # lean on the rigged M's saturated unit: move right
+    controller.save(controller_file, params)
+    paths = collect_rollouts(tmp_path / "exp", env="doom", episodes=2, workers=2, seed=1, max_steps=150,
+                             policy="controller", controller_file=str(controller_file), explore=0.2,
+                             models_dir=str(rigged_dream), doom_resolution="160x120", verbose=False)
+    for path in paths:
+        action = read_rollout(path)["action"][:, 0]
+        assert np.isclose(action, np.tanh(5.0 * 0.0), atol=1e-6)[0], "the first step: state zero, action 0"
+        random_share = np.mean(np.abs(action[1:] - np.tanh(5.0 * 0.95)) > 0.05)
+        assert 0.05 < random_share < 0.9, "controller steps with random held actions mixed in"
