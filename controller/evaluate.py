@@ -124,7 +124,7 @@ def record_video(setup: RealSetup, params: np.ndarray, seed: int, out: Path, fps
     side_by_side = side_by_side.repeat(4, axis=1).repeat(4, axis=2)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".gif":
-        imageio.mimsave(out, list(side_by_side), duration=1.0 / fps, loop=0)
+        imageio.mimsave(out, list(side_by_side), duration=1000 / fps, loop=0)  # milliseconds a frame
     else:
         imageio.mimsave(out, list(side_by_side), fps=fps, macro_block_size=1)
     return out
