@@ -36,7 +36,7 @@ import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
 from rnn.data import (BATCH_KEYS, EpisodeBatches, SeriesSet, StreamBatches, load_series, split_episodes)
-from rnn.model import MDNRNN, done_loss, mixture_distribution, MixtureParams
+from rnn.model import MDNRNN, MixtureParams, done_loss, load_rnn, mixture_distribution
 from run.errors import DataError, UserError
 from run.layout import ExperimentLayout, experiment
 from run.progress import Progress
@@ -75,6 +75,7 @@ class RNNTrainConfig:
     best_metric: str = "total"  # which validation loss picks rnn.keras: total, z_nll or restart
     seed: int = 0  # drives the weights, the split, the batch order and the sampled z
     resume: bool = True  # continue from the last checkpoint; False discards the old run
+    init_model: str | None = None  # fine-tune: start from this rnn.keras's weights (iterative training)
 
     def resolved(self, env: str) -> "RNNTrainConfig":
         """The config with every None replaced by the paper's value for `env`, validated."""
@@ -322,6 +323,13 @@ def train_rnn(exp_dir: str | Path, config: RNNTrainConfig = RNNTrainConfig(), ve
         except (ValueError, AssertionError, tf.errors.OpError) as error:
             raise DataError(f"{manager.latest_checkpoint}: cannot restore this checkpoint ({type(error).__name__}: "
                             f"{str(error).splitlines()[0]}); --noresume starts over") from None
+    elif config.init_model:
+        source = load_rnn(config.init_model, expect={"z_size": model.z_size, "action_size": model.action_size,
+                                                     "hidden_size": model.hidden_size,
+                                                     "num_mixtures": model.num_mixtures,
+                                                     "predict_done": model.predict_done})
+        model.set_weights(source.get_weights())
+        log(f"rnn: starting from the weights of {config.init_model}")
     start = int(step.numpy())
     # Without a checkpoint the run starts over: older validation records do not apply.
     resumed = manager.latest_checkpoint is not None
@@ -453,7 +461,7 @@ def main(argv: Any) -> None:
         num_mixtures=FLAGS.num_mixtures, learning_rate=FLAGS.learning_rate, val_episodes=FLAGS.val_episodes,
         val_fraction=FLAGS.val_fraction, eval_every=FLAGS.eval_every, checkpoint_every=FLAGS.checkpoint_every,
         early_stop_patience=FLAGS.early_stop_patience, best_metric=FLAGS.best_metric, seed=FLAGS.seed,
-        resume=FLAGS.resume)
+        resume=FLAGS.resume, init_model=FLAGS.init_model)
     train_rnn(FLAGS.exp_dir, config)
 
 
@@ -480,6 +488,8 @@ def define_flags() -> None:
                       "Validation loss that picks the saved model.")
     flags.DEFINE_integer("seed", defaults.seed, "Seed of the weights, split, batch order and sampled z.")
     flags.DEFINE_bool("resume", defaults.resume, "Continue from the last checkpoint; --noresume starts over.")
+    flags.DEFINE_string("init_model", None, "Fine-tune: start from this rnn.keras's weights (when no checkpoint "
+                        "exists yet).")
 
 
 if __name__ == "__main__":

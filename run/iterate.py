@@ -1,0 +1,256 @@
+"""The paper's iterative training (after Learning to Think): play the current controller in the real game,
+improve M on what it saw, retrain C inside the improved dream, repeat.
+
+    python -m run.iterate --exp_dir=DIR --rounds=2 --episodes_per_round=600 --explore=0.3
+
+DIR is round 0: an experiment trained on random data (V, M, series, and a controller trained in the dream, e.g.
+by `run.pipeline --config=doom_small`). Round k lives in DIR/iterate/round_k/, an experiment folder of its own:
+  rollouts/  real episodes of round k-1's controller, with random held actions mixed in (`--explore`)
+  series/    their encoding by V (V stays round 0's) plus links to every earlier round's series
+  rnn/       M fine-tuned from round k-1's weights on all series so far
+  controller/doomrnn_full_t<tau>/  C retrained in the new dream, warm-started from round k-1's CMA mean,
+             with its real evaluation
+and, with --audit_episodes, report/dream_audit.md. Each step resumes or is skipped when done, so a killed round
+resumes. DIR/iterate/progress.json and DIR/report/iterate.md sum the rounds up: real and dream scores per round,
+beside round 0's (random data only).
+
+Why: a prototype here scored 163 ± 45 with random data only (M had learnt that hugging a wall is safe) and
+768 ± 498 after one round.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from run.errors import UserError
+from run.layout import ExperimentLayout, experiment
+from run.seeding import derive_seed
+from run.storage import read_json, write_json, write_text
+
+
+@dataclasses.dataclass(frozen=True)
+class IterateConfig:
+    rounds: int = 1
+    episodes_per_round: int = 600  # the prototype's one successful round
+    explore: float = 0.3  # chance a step starts a random action held 1-10 frames
+    temperature: float = 1.15
+    rnn_steps: int = 1000  # fine-tuning steps of M per round
+    rnn_batch_size: int = 100
+    rnn_seq_len: int = 100
+    popsize: int = 64
+    rollouts: int = 16
+    generations: int = 40  # CMA-ES generations per round, in the dream
+    sigma: float = 0.1
+    eval_every: int = 10
+    eval_rollouts: int = 256
+    real_eval_every: int = 0  # also play the CMA mean in the real game every K generations (0: never)
+    eval_episodes: int = 100  # real episodes scoring each round's controller
+    audit_episodes: int = 0  # per policy; 0: no audit
+    workers: int = 2
+    seed: int = 0
+    max_steps: int = 2100
+    doom_resolution: str = "640x480"
+
+    def validated(self) -> "IterateConfig":
+        for name in ("rounds", "episodes_per_round", "rnn_steps", "generations", "eval_episodes", "workers"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name}={getattr(self, name)}: must be at least 1")
+        if not 0.0 <= self.explore <= 1.0:
+            raise UserError(f"--explore={self.explore}: must be in [0, 1]")
+        return self
+
+
+def controller_folder(layout: ExperimentLayout, temperature: float) -> Path:
+    from controller.rollouts import controller_dir
+
+    return controller_dir(layout.controller, "doomrnn", "full", temperature)
+
+
+def round_dir(root: Path, k: int) -> Path:
+    return root if k == 0 else root / "iterate" / f"round_{k:02d}"
+
+
+def _link(source: Path, target: Path) -> None:
+    if not target.exists() and not target.is_symlink():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(source.resolve(), target)
+
+
+def _link_series(root: Path, k: int, series: Path) -> None:
+    """Round k's series/ sees every earlier round's own episodes, under names that cannot collide."""
+    for j in range(k):
+        own = sorted(p for p in (round_dir(root, j) / "series").glob("ep[0-9]*.npz"))
+        for path in own:
+            _link(path, series / f"ep_r{j:02d}_{path.name}")
+
+
+def _evaluate(layout: ExperimentLayout, config: IterateConfig, say) -> dict:
+    from controller.evaluate import EvaluateConfig, evaluate_controller
+
+    controller_file = controller_folder(layout, config.temperature) / "controller.json"
+    result_file = controller_file.parent / "evaluation_doom.json"
+    if result_file.exists():
+        result = read_json(result_file)
+        if result.get("episodes") == config.eval_episodes:
+            say(f"iterate: {layout.root.name}: real evaluation already done")
+            return result
+    return evaluate_controller(layout.root, EvaluateConfig(
+        env="doom", episodes=config.eval_episodes, controller_file=str(controller_file), workers=config.workers,
+        seed=config.seed, max_steps=config.max_steps, doom_resolution=config.doom_resolution))
+
+
+def _dream_score(layout: ExperimentLayout, temperature: float) -> dict | None:
+    history = controller_folder(layout, temperature) / "history.json"
+    if not history.exists():
+        return None
+    evaluations = [e for e in read_json(history)["evaluations"] if "mean" in e]
+    return evaluations[-1] if evaluations else None
+
+
+def run_round(root: Path, k: int, config: IterateConfig, say=print) -> dict:
+    """Round k (>= 1): collect with round k-1's controller, encode, fine-tune M, retrain C, evaluate."""
+    from controller.es import ESConfig
+    from controller.train import ControllerTrainConfig, train_controller
+    from rnn.model import load_rnn
+    from rnn.train import RNNTrainConfig, train_rnn
+    from run.collect import CollectConfig, collect_rollouts
+    from vae.encode import encode_rollouts
+
+    previous = experiment(round_dir(root, k - 1), create=False)
+    layout = experiment(round_dir(root, k))
+    previous_controller = controller_folder(previous, config.temperature) / "controller.json"
+    if not previous_controller.exists():
+        raise UserError(f"{previous_controller}: round {k - 1} has no controller trained in the dream at "
+                        f"tau {config.temperature:g}; train it first")
+    times = {}
+    _link(experiment(root, create=False).vae_model, layout.vae_model)  # V stays round 0's
+
+    start = time.perf_counter()
+    say(f"iterate: round {k}: collecting {config.episodes_per_round} real episodes with round {k - 1}'s "
+        f"controller (explore {config.explore:g})")
+    collect_rollouts(layout.root, CollectConfig(
+        env="doom", episodes=config.episodes_per_round, workers=config.workers, seed=derive_seed(config.seed, k),
+        max_steps=config.max_steps, policy="controller", controller_file=str(previous_controller),
+        explore=config.explore, models_dir=str(previous.root), doom_resolution=config.doom_resolution))
+    times["collect"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    _link_series(root, k, layout.series)
+    encode_rollouts(layout.root, verbose=False)
+    times["encode"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    previous_rnn = load_rnn(previous.rnn_model, expect={"predict_done": True})
+    say(f"iterate: round {k}: fine-tuning M from round {k - 1}'s on "
+        f"{len(list(layout.series.glob('ep*.npz')))} episodes")
+    train_rnn(layout.root, RNNTrainConfig(
+        steps=config.rnn_steps, batch_size=config.rnn_batch_size, seq_len=config.rnn_seq_len,
+        hidden=previous_rnn.hidden_size, num_mixtures=previous_rnn.num_mixtures, predict_done=True,
+        seed=derive_seed(config.seed, k, 1), init_model=str(previous.rnn_model)), verbose=False)
+    times["rnn"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    es = ESConfig(popsize=config.popsize, rollouts=config.rollouts, sigma=config.sigma,
+                  generations=config.generations, eval_every=config.eval_every,
+                  eval_rollouts=config.eval_rollouts, seed=derive_seed(config.seed, k, 2))
+    train_controller(layout.root, ControllerTrainConfig(
+        env="doomrnn", es=es, workers=config.workers, temperature=config.temperature,
+        max_steps=config.max_steps, doom_resolution=config.doom_resolution,
+        real_eval_every=config.real_eval_every, init_file=str(previous_controller)), verbose=False)
+    times["controller"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    result = _evaluate(layout, config, say)
+    times["evaluate"] = time.perf_counter() - start
+    if config.audit_episodes:
+        from run.dream_audit import AuditConfig, audit_dream
+
+        audit_dream(layout.root, AuditConfig(episodes=config.audit_episodes, temperature=config.temperature,
+                                             workers=config.workers, seed=config.seed,
+                                             doom_resolution=config.doom_resolution), verbose=False)
+    return {"round": k, "real_mean": result["mean"], "real_std": result["std"], "real_episodes": result["episodes"],
+            "dream": _dream_score(layout, config.temperature), "seconds": times,
+            "folder": str(layout.root)}
+
+
+def iterate(exp_dir, config: IterateConfig, verbose: bool = True) -> list[dict]:
+    """Round 0's real score (evaluated if missing), then rounds 1..K; returns and writes the progression."""
+    config = config.validated()
+    say = print if verbose else (lambda *args, **kwargs: None)
+    root = experiment(exp_dir, create=False).root
+    base = experiment(root, create=False)
+    for needed in (base.vae_model, base.rnn_model, base.initial_z,
+                   controller_folder(base, config.temperature) / "controller.json"):
+        if not needed.exists():
+            raise UserError(f"{needed}: missing; round 0 needs V, M, series and a controller trained in the dream "
+                            f"at tau {config.temperature:g} (run.pipeline --config=doom_small makes them)")
+    zero = _evaluate(base, config, say)
+    rounds = [{"round": 0, "real_mean": zero["mean"], "real_std": zero["std"], "real_episodes": zero["episodes"],
+               "dream": _dream_score(base, config.temperature), "seconds": {}, "folder": str(root)}]
+    say(f"iterate: round 0 (random data only): {zero['mean']:.0f} ± {zero['std']:.0f} real")
+    for k in range(1, config.rounds + 1):
+        rounds.append(run_round(root, k, config, say))
+        say(f"iterate: round {k}: {rounds[-1]['real_mean']:.0f} ± {rounds[-1]['real_std']:.0f} real")
+        write_json(root / "iterate" / "progress.json", {"config": dataclasses.asdict(config), "rounds": rounds})
+        write_text(base.report / "iterate.md", progress_markdown(rounds))
+    write_text(base.report / "iterate.md", progress_markdown(rounds))
+    return rounds
+
+
+def progress_markdown(rounds: list[dict]) -> str:
+    lines = ["### Iterative training", "", "| round | data | real score | dream score (CMA mean) | audit |",
+             "|---|---|---|---|---|"]
+    for row in rounds:
+        dream = row.get("dream")
+        dream_text = f"{dream['mean']:.0f} ± {dream['std']:.0f}" if dream else "not run"
+        audit = Path(row["folder"]) / "report" / "dream_audit.md"
+        data = "random policy" if row["round"] == 0 else f"+ round {row['round'] - 1} controller"
+        lines.append(f"| {row['round']} | {data} | {row['real_mean']:.0f} ± {row['real_std']:.0f} "
+                     f"({row['real_episodes']} episodes) | {dream_text} | "
+                     f"{'[table](' + str(audit) + ')' if audit.exists() else 'not run'} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv) -> None:
+    from absl import flags
+
+    FLAGS = flags.FLAGS
+    fields = {field.name: getattr(FLAGS, field.name) for field in dataclasses.fields(IterateConfig)}
+    iterate(FLAGS.exp_dir, IterateConfig(**fields))
+
+
+def define_flags() -> None:
+    from absl import flags
+
+    defaults = IterateConfig()
+    help_text = {"rounds": "Iterative rounds to run after round 0.",
+                 "episodes_per_round": "Real episodes collected with the current controller per round.",
+                 "explore": "Chance per step of starting a random action held 1-10 frames while collecting.",
+                 "temperature": "The dream's tau.", "rnn_steps": "Fine-tuning steps of M per round.",
+                 "generations": "CMA-ES generations in the dream per round.",
+                 "eval_episodes": "Real episodes scoring each round's controller.",
+                 "audit_episodes": "Episodes per policy of a dream audit after each round (0: none)."}
+    for field in dataclasses.fields(IterateConfig):
+        value = getattr(defaults, field.name)
+        text = help_text.get(field.name, field.name.replace("_", " ").capitalize() + ".")
+        if isinstance(value, bool):
+            flags.DEFINE_bool(field.name, value, text)
+        elif isinstance(value, int):
+            flags.DEFINE_integer(field.name, value, text)
+        elif isinstance(value, float):
+            flags.DEFINE_float(field.name, value, text)
+        else:
+            flags.DEFINE_string(field.name, value, text)
+    flags.DEFINE_string("exp_dir", None, "Round 0's experiment folder.", required=True)
+
+
+if __name__ == "__main__":
+    from run.errors import run_main
+
+    define_flags()
+    run_main(main)

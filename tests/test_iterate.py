@@ -1,0 +1,87 @@
+"""Iterative training and the dream audit, at tiny sizes on the real game and a rigged M."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from controller.es import ESConfig
+from controller.train import ControllerTrainConfig, train_controller
+from run.dream_audit import FIXED_POLICIES, AuditConfig, audit_dream
+from run.iterate import IterateConfig, iterate
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = dict(episodes_per_round=3, explore=0.3, rnn_steps=4, rnn_batch_size=2, rnn_seq_len=20, popsize=4,
+            rollouts=2, generations=2, eval_every=1, eval_rollouts=4, eval_episodes=2, workers=2, max_steps=100,
+            doom_resolution="160x120")
+
+
+@pytest.fixture()
+def round_zero(rigged_dream, tmp_path) -> Path:
+    """A copy of the rigged experiment with a controller trained (briefly) in its dream: round 0."""
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    for name in ("vae", "rnn", "series"):
+        shutil.copytree(rigged_dream / name, exp / name)
+    train_controller(exp, ControllerTrainConfig(env="doomrnn", es=ESConfig(
+        popsize=4, rollouts=2, generations=1, eval_every=1, eval_rollouts=4, seed=0)), verbose=False)
+    return exp
+
+
+def test_two_rounds_write_their_folders_and_a_report_section(round_zero):
+    rounds = iterate(round_zero, IterateConfig(rounds=2, audit_episodes=2, **TINY), verbose=False)
+    assert [r["round"] for r in rounds] == [0, 1, 2]
+    for k in (1, 2):
+        folder = round_zero / "iterate" / f"round_{k:02d}"
+        assert len(list((folder / "rollouts").glob("ep*.npz"))) == 3
+        own = list((folder / "series").glob("ep[0-9]*.npz"))
+        linked = list((folder / "series").glob("ep_r*.npz"))
+        assert len(own) == 3 and len(linked) == 6 + 3 * (k - 1), "M sees all data so far"
+        assert (folder / "rnn" / "rnn.keras").exists()
+        controller = folder / "controller" / "doomrnn_full_t1.15"
+        assert (controller / "controller.json").exists() and (controller / "evaluation_doom.json").exists()
+        assert (folder / "report" / "dream_audit.md").exists()
+        assert json.loads((folder / "rnn" / "config.json").read_text())["init_model"].endswith("rnn.keras")
+    report = (round_zero / "report" / "iterate.md").read_text()
+    assert "| 0 | random policy |" in report and "| 2 | + round 1 controller |" in report
+    progress = json.loads((round_zero / "iterate" / "progress.json").read_text())
+    assert all(r["real_episodes"] == 2 for r in progress["rounds"])
+
+
+def test_a_round_killed_mid_way_resumes(round_zero):
+    args = [sys.executable, "-m", "run.iterate", f"--exp_dir={round_zero}", "--rounds=1"]
+    args += [f"--{key}={value}" for key, value in TINY.items()] + ["--episodes_per_round=6"]
+    process = subprocess.Popen(args, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    rollouts = round_zero / "iterate" / "round_01" / "rollouts"
+    deadline = time.monotonic() + 300
+    while len(list(rollouts.glob("ep*.npz"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert 2 <= len(list(rollouts.glob("ep*.npz"))) < 6
+    result = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(list(rollouts.glob("ep*.npz"))) == 6
+    assert "round 1:" in result.stdout and "real" in result.stdout
+
+
+def test_audit_has_a_row_per_policy_with_real_and_dream_columns(round_zero):
+    rows = audit_dream(round_zero, AuditConfig(episodes=3, workers=2, max_steps=200, doom_resolution="160x120"),
+                       verbose=False)
+    assert [r["policy"] for r in rows] == list(FIXED_POLICIES) + ["controller"]
+    for row in rows:
+        assert 1 <= row["real_mean"] <= 200 and 1 <= row["dream_mean"] <= 200
+        assert row["ratio"] == pytest.approx(row["dream_mean"] / max(row["real_mean"], 1.0))
+    # The rigged M is safe for a right-mover and deadly for a left-mover: its dream says so.
+    by_policy = {r["policy"]: r for r in rows}
+    assert by_policy["always right"]["dream_mean"] > by_policy["always left"]["dream_mean"]
+    table = (round_zero / "report" / "dream_audit.md").read_text()
+    assert "| policy | dream survival | real survival | dream / real |" in table
+    assert table.count("\n| ") == len(rows) + 1
