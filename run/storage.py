@@ -92,6 +92,17 @@ def read_json(path: str | os.PathLike) -> Any:
         raise DataError(f"{path}: not valid JSON ({error})") from None
 
 
+@contextlib.contextmanager
+def npz_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Turns the ways reading an `.npz` file fails into one-line `DataError`s naming the file."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
+        raise DataError(f"{path}: corrupt or truncated .npz file ({type(error).__name__}: {error})") from None
+
+
 def read_npz(path: str | os.PathLike,
              schema: Mapping[str, tuple[np.dtype, tuple[int, ...]]]) -> dict[str, np.ndarray]:
     """Reads and validates an `.npz` file against `schema`; any problem raises `DataError` naming the file.
@@ -99,13 +110,9 @@ def read_npz(path: str | os.PathLike,
     Per-step arrays (first dimension -1 in the schema) must all have the same length, at least 1.
     Fields not in the schema (e.g. `seed`) are returned as they are.
     """
-    try:
+    with npz_errors(path):
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as error:
-        raise DataError(f"{path}: corrupt or truncated .npz file ({type(error).__name__}: {error})") from None
     lengths = set()
     for name, (dtype, shape) in schema.items():
         if name not in arrays:

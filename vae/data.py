@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from run.errors import DataError
-from run.storage import FRAME_SHAPE
+from run.storage import FRAME_SHAPE, npz_errors
 
 SHUFFLE_BUFFER = 10_000  # frames (~123 MB of uint8); spans ~30 Doom episodes besides the interleaving
 PARALLEL_READS = 4  # episodes decompressed at once and interleaved frame by frame
@@ -61,15 +61,12 @@ def scan_rollout(path: str | Path) -> tuple[int, str | None]:
     """(frames, env) of one rollout file, checking the frames' shape and dtype; problems raise `DataError`."""
     path = Path(path)
     try:
-        shape, dtype = _obs_header(path)
-        with np.load(path, allow_pickle=False) as data:  # lazy: reads only the members asked for
-            env = str(data["env"]) if "env" in data.files else None
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
+        with npz_errors(path):
+            shape, dtype = _obs_header(path)
+            with np.load(path, allow_pickle=False) as data:  # lazy: reads only the members asked for
+                env = str(data["env"]) if "env" in data.files else None
     except KeyError:
         raise DataError(f"{path}: no 'obs' array; not a rollout file") from None
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
-        raise DataError(f"{path}: corrupt or truncated .npz file ({type(error).__name__}: {error})") from None
     _check_obs(path, shape, dtype)
     return int(shape[0]), env
 
@@ -94,14 +91,10 @@ def load_frames(path: str | Path) -> np.ndarray:
     """The (T, 64, 64, 3) uint8 frames of one rollout file, checked; problems raise `DataError`."""
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with npz_errors(path), np.load(path, allow_pickle=False) as data:
             obs = data["obs"]
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
     except KeyError:
         raise DataError(f"{path}: no 'obs' array; not a rollout file") from None
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as error:
-        raise DataError(f"{path}: corrupt or truncated .npz file ({type(error).__name__}: {error})") from None
     _check_obs(path, obs.shape, obs.dtype)
     return obs
 
