@@ -37,6 +37,22 @@ def load_initial_z(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     return arrays["mu"], arrays["logvar"]
 
 
+def sample_start(mu: np.ndarray, logvar: np.ndarray, seed: int) -> np.ndarray:
+    """z_0 (Z,) of a dream: a stored first frame chosen by `seed`, then a draw from its N(mu, sigma^2)."""
+    rng = np.random.default_rng(int(seed))
+    index = rng.integers(len(mu))
+    eps = rng.standard_normal(mu.shape[1]).astype(np.float32)
+    return (mu[index] + np.exp(logvar[index] / 2.0) * eps).astype(np.float32)
+
+
+def dream_step(rnn, z, action, state, restart, temperature, seed):
+    """One step of M's dream, pure TF: (z', (h', c'), death logit or None). M consumes (z, a, restart) from
+    `state`; z' is drawn from the mixture its new h predicts, at temperature tau."""
+    state = rnn.advance(z, action, state, restart)
+    mixture, done_logit = rnn.split_head(rnn.head(state[0]))
+    return rnn.sample(mixture, temperature, seed), state, done_logit
+
+
 class DreamDynamics:
     """The compiled dream: M's step, temperature sampling and the death threshold, for a batch of dreams.
 
@@ -50,8 +66,7 @@ class DreamDynamics:
         if initial_mu.shape[1] != rnn.z_size:
             raise DataError(f"initial_z has z size {initial_mu.shape[1]} but M has {rnn.z_size}")
         self.rnn, self.temperature, self.max_steps = rnn, float(temperature), int(max_steps)
-        self.initial_mu = tf.constant(initial_mu, tf.float32)
-        self.initial_sigma = tf.constant(np.exp(initial_logvar / 2.0), tf.float32)
+        self.initial_mu, self.initial_logvar = initial_mu.astype(np.float32), initial_logvar.astype(np.float32)
         z, hidden = rnn.z_size, rnn.hidden_size
         state = [tf.TensorSpec([None, hidden], tf.float32)] * 2
         self._step = tf.function(self._step_graph, input_signature=[
@@ -60,19 +75,12 @@ class DreamDynamics:
         self._rollout_fns: dict[Any, Any] = {}
 
     def initial_z(self, seeds: np.ndarray) -> np.ndarray:
-        """z_0 for each seed: a random stored first frame, then a sample of its posterior."""
-        rows = []
-        for seed in np.asarray(seeds).reshape(-1):
-            rng = np.random.default_rng(int(seed))
-            index = rng.integers(self.initial_mu.shape[0])
-            eps = rng.standard_normal(self.rnn.z_size).astype(np.float32)
-            rows.append(self.initial_mu[index].numpy() + self.initial_sigma[index].numpy() * eps)
-        return np.stack(rows).astype(np.float32)
+        """z_0 for each seed (see `sample_start`)."""
+        return np.stack([sample_start(self.initial_mu, self.initial_logvar, seed)
+                         for seed in np.asarray(seeds).reshape(-1)])
 
     def _advance(self, z, action, h, c, restart, temperature, seed):
-        h, c = self.rnn.advance(z, action, (h, c), restart)
-        mixture, done_logit = self.rnn.split_head(self.rnn.head(h))
-        z_next = self.rnn.sample(mixture, temperature, seed)
+        z_next, (h, c), done_logit = dream_step(self.rnn, z, action, (h, c), restart, temperature, seed)
         return z_next, h, c, done_logit > 0.0
 
     def _step_graph(self, z, action, h, c, restart, temperature, seed):

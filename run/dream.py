@@ -130,15 +130,12 @@ class StartFrames:
 
     def sample(self, seed: int) -> np.ndarray:
         """z_0 (Z,) for `seed`: a random stored first frame, then a draw from N(mu, sigma^2) (as DreamDynamics)."""
-        rng = np.random.default_rng(int(seed))
+        from envs.dream import sample_start
+
         if self._files:
-            arrays = read_series(self._files[rng.integers(len(self._files))])
-            mu, logvar = arrays["mu"][0], arrays["logvar"][0]
-        else:
-            index = rng.integers(len(self._mu))
-            mu, logvar = self._mu[index], self._logvar[index]
-        eps = rng.standard_normal(self.z_size).astype(np.float32)
-        return (mu + np.exp(logvar / 2.0).astype(np.float32) * eps).astype(np.float32)
+            arrays = read_series(self._files[np.random.default_rng(int(seed)).integers(len(self._files))])
+            return sample_start(arrays["mu"][:1], arrays["logvar"][:1], seed)
+        return sample_start(self._mu, self._logvar, seed)
 
 
 class DreamState(NamedTuple):
@@ -187,6 +184,8 @@ class Dreamer:
                  actions: tuple[float, ...] | None = None, driver: str = ""):
         import tensorflow as tf
 
+        from envs.dream import dream_step
+
         self.vae, self.rnn, self.starts, self.controller = vae, rnn, starts, controller
         self.env = "doom" if rnn.predict_done else "carracing"
         size = rnn.action_size
@@ -202,9 +201,8 @@ class Dreamer:
             else:
                 base = controller.env_action_tensor(controller.act(params_t, controller.features(z, h, c)))
             action = mask * value + (1.0 - mask) * base
-            h, c = rnn.advance(z, action, (h, c), restart if rnn.predict_done else None)
-            mixture, done_logit = rnn.split_head(rnn.head(h))
-            z_next = rnn.sample(mixture, temperature, seed)
+            z_next, (h, c), done_logit = dream_step(rnn, z, action, (h, c),
+                                                     restart if rnn.predict_done else None, temperature, seed)
             if not rnn.predict_done:
                 return action[0], z_next, h, c, tf.constant(0.0), tf.constant(False)
             return action[0], z_next, h, c, tf.sigmoid(done_logit[0]), done_logit[0] > 0.0
