@@ -37,6 +37,13 @@ def load_initial_z(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     return arrays["mu"], arrays["logvar"]
 
 
+def use_bfloat16_graphs() -> None:
+    """Lets TensorFlow's graph optimiser run the dream's float32 matmuls in bfloat16 (oneDNN auto mixed
+    precision) on CPUs with AVX-512 BF16 or AMX: about 1.7x faster here. Process-wide, and it applies to graphs
+    traced after the call; an option, off by default, since the paper's dream is float32."""
+    tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": True})
+
+
 def sample_start(mu: np.ndarray, logvar: np.ndarray, seed: int) -> np.ndarray:
     """z_0 (Z,) of a dream: a stored first frame chosen by `seed`, then a draw from its N(mu, sigma^2)."""
     rng = np.random.default_rng(int(seed))

@@ -138,3 +138,18 @@ def test_bad_inputs_name_what_is_wrong(rigged_dream, carracing_world, tmp_path):
     result = subprocess.run([sys.executable, "-m", "controller.train", f"--exp_dir={carracing_world}",
                              "--workers=500"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "--workers=500" in result.stderr
+
+
+def test_bfloat16_dream_trains_like_the_float32_one(rigged_dream, tmp_path):
+    """--dream_bfloat16 changes TensorFlow process-wide, so it runs in a subprocess."""
+    exp = tmp_path / "exp"
+    (exp / "rnn").mkdir(parents=True)
+    os.symlink(rigged_dream / "series", exp / "series")
+    os.symlink(rigged_dream / "rnn" / "rnn.keras", exp / "rnn" / "rnn.keras")
+    args = ["--env=doomrnn", "--popsize=16", "--rollouts=4", "--generations=8", "--eval_every=4",
+            "--eval_rollouts=16", "--seed=5", "--sigma=0.5", "--dream_bfloat16"]
+    result = subprocess.run([sys.executable, "-m", "controller.train", f"--exp_dir={exp}", *args],
+                            cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    history = json.loads((exp / "controller" / "doomrnn_full_t1.15" / "history.json").read_text())
+    assert history["evaluations"][-1]["mean"] > 100, "bfloat16 keeps the rigged dream learnable"
