@@ -29,7 +29,7 @@ setup(
         "matplotlib>=3.7",
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-timeout>=2"],
+        "test": ["pytest>=7", "pytest-timeout>=2", "scipy>=1.10"],
         "gpu": ["tensorflow[and-cuda]>=2.18,<2.22"],
     },
 )
