@@ -1,0 +1,288 @@
+"""The paper's Doom temperature table for one experiment: C trained in the dream at each tau, scored in the dream
+and in real VizDoom.
+
+    python -m run.temperature_sweep --exp_dir=exp/doom_small --temperatures=0.1,0.5,1.0,1.15,1.3
+    python -m run.temperature_sweep --exp_dir=exp/doom_small --generations=50 --real_episodes=100
+
+The experiment must already have V, M and the series (e.g. from `python -m run.pipeline`). For each tau:
+`controller.train --env=doomrnn --temperature=tau` (into `controller/doomrnn_<variant>_t<tau>/`, resuming its
+checkpoint; the CMA-ES settings default to the experiment's `pipeline.json`, so the pipeline's own tau is
+reused, not retrained), then the final C (the CMA mean) plays `--dream_episodes` dreams at that tau
+(`dream_evaluation.json`) and `--real_episodes` real episodes (`controller.evaluate`, `evaluation_doom.json`).
+Scores already on disk for the same C and episode count are kept, so a killed sweep resumes. Writes
+`DIR/report/temperature_table.md` and `.json` after every tau, beside the paper's numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from run.errors import UserError
+
+PAPER_TEMPERATURES = (0.10, 0.50, 1.00, 1.15, 1.30)  # the paper's temperature table ("Doom" section)
+DREAM_EVAL_OFFSET = 2_000_003  # dream-evaluation seeds differ from CMA-ES training and evaluation seeds
+ES_FIELDS = ("popsize", "rollouts", "sigma", "generations", "eval_every", "eval_rollouts")
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig:
+    """The sweep; None means the experiment's pipeline setting (`pipeline.json`), else the paper's."""
+
+    temperatures: tuple[float, ...] = PAPER_TEMPERATURES
+    controller: str = "full"  # C's inputs (the paper's Doom C reads [z, c, h])
+    popsize: int | None = None  # CMA-ES population (paper: 64)
+    rollouts: int | None = None  # dreams per candidate (paper: 16)
+    sigma: float | None = None  # CMA-ES initial step size (0.1)
+    generations: int | None = None  # CMA-ES generations at each tau
+    eval_every: int | None = None  # generations between dream evaluations of the CMA mean (paper: 25)
+    eval_rollouts: int | None = None  # dreams per such evaluation (paper: 1,024)
+    max_steps: int | None = None  # dream episode cap (training and scoring); None: the pipeline's, else 2,100
+    real_max_steps: int | None = None  # real episode cap; None: the pipeline's, else 2,100 (the task's)
+    dream_episodes: int = 100  # dreams scoring each final C
+    real_episodes: int = 100  # real VizDoom episodes scoring each final C (paper: 100)
+    workers: int | None = None  # processes playing real episodes; None: the pipeline's, else one per core
+    doom_resolution: str | None = None  # real Doom's render size; None: the pipeline's, else 640x480
+    seed: int | None = None  # None: the pipeline's, else 0
+
+    def resolved(self, pipeline: dict[str, Any]) -> "SweepConfig":
+        """Fills the unset fields from the pipeline's recorded config (else the paper's) and checks them."""
+        from controller.es import ESConfig
+
+        if not self.temperatures:
+            raise UserError("--temperatures: give at least one")
+        for tau in self.temperatures:
+            if not tau > 0:
+                raise UserError(f"--temperatures: {tau} is not positive")
+        if len(set(self.temperatures)) != len(self.temperatures):
+            raise UserError("--temperatures: a temperature is repeated")
+        for name in ("dream_episodes", "real_episodes"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name}={getattr(self, name)}: must be at least 1")
+        filled = {}
+        for name in ES_FIELDS:
+            if getattr(self, name) is None:
+                filled[name] = pipeline.get(name, getattr(ESConfig, name))
+        for name, default in (("workers", os.cpu_count() or 1), ("doom_resolution", "640x480"), ("seed", 0)):
+            if getattr(self, name) is None:
+                filled[name] = pipeline.get(name) or default
+        if self.max_steps is None:
+            filled["max_steps"] = pipeline.get("controller_max_steps") or pipeline.get("max_steps")
+        if self.real_max_steps is None:
+            filled["real_max_steps"] = pipeline.get("max_steps")
+        return dataclasses.replace(self, **filled)
+
+
+def _train_config(config: SweepConfig, temperature: float):
+    from controller.es import ESConfig
+    from controller.train import ControllerTrainConfig
+
+    es = ESConfig(**{name: getattr(config, name) for name in ES_FIELDS}, seed=config.seed)
+    return ControllerTrainConfig(env="doomrnn", controller=config.controller, es=es, workers=config.workers,
+                                 temperature=temperature, max_steps=config.max_steps,
+                                 doom_resolution=config.doom_resolution)
+
+
+def dream_seeds(seed: int, episodes: int) -> np.ndarray:
+    from run.seeding import derive_seed
+
+    return np.array([derive_seed(seed, DREAM_EVAL_OFFSET, i) for i in range(episodes)], np.int64)
+
+
+def _read(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def dream_score(exp_dir: str | os.PathLike, controller_path: Path, temperature: float, episodes: int,
+                seed: int, max_steps: int | None = None) -> dict:
+    """The controller's mean ± std steps survived over `episodes` dreams at `temperature`, written to
+    `dream_evaluation.json` beside it (and reused while the controller file is unchanged)."""
+    from controller.model import Controller
+    from envs.dream import MAX_STEPS, load_dream
+    from run.storage import write_json
+
+    out = controller_path.parent / "dream_evaluation.json"
+    seeds = dream_seeds(seed, episodes)
+    stamp = controller_path.stat().st_mtime
+    cached = _read(out)
+    if cached and cached.get("seeds") == seeds.tolist() and cached.get("controller_mtime") == stamp \
+            and cached.get("temperature") == temperature and cached.get("max_steps") == (max_steps or MAX_STEPS):
+        return cached
+    controller, params = Controller.load(controller_path)
+    dynamics = load_dream(exp_dir, temperature, max_steps or MAX_STEPS)
+    scores = dynamics.returns(controller, np.repeat(params[None], episodes, axis=0), seeds)
+    result = {"temperature": temperature, "episodes": episodes, "mean": float(scores.mean()),
+              "std": float(scores.std()), "scores": scores.tolist(), "seeds": seeds.tolist(),
+              "max_steps": max_steps or MAX_STEPS, "controller_file": str(controller_path),
+              "controller_mtime": stamp}
+    write_json(out, result)
+    return result
+
+
+def real_score(exp_dir: str | os.PathLike, controller_path: Path, config: SweepConfig, verbose: bool) -> dict:
+    """`controller.evaluate` in real Doom, unless `evaluation_doom.json` already scores this controller file on
+    the same episodes (the cap and resolution are not recorded there: change them and delete that file)."""
+    from controller.evaluate import EvaluateConfig, evaluate_controller, evaluation_seeds
+
+    path = controller_path.parent / "evaluation_doom.json"
+    cached = _read(path)
+    if cached and cached.get("seeds") == evaluation_seeds(config.seed, config.real_episodes).tolist() and \
+            path.stat().st_mtime >= controller_path.stat().st_mtime:
+        return cached
+    return evaluate_controller(exp_dir, EvaluateConfig(
+        env="doom", episodes=config.real_episodes, controller_file=str(controller_path), workers=config.workers,
+        seed=config.seed, max_steps=config.real_max_steps, doom_resolution=config.doom_resolution), verbose=verbose)
+
+
+def paper_row(temperature: float) -> dict | None:
+    from run.paper_results import DOOM_TEMPERATURE_TABLE
+
+    return next((row for row in DOOM_TEMPERATURE_TABLE if abs(row["temperature"] - temperature) < 1e-9), None)
+
+
+def _cell(mean: float | None, std: float | None, episodes: int | None = None) -> str:
+    if mean is None:
+        return "not run"
+    text = f"{mean:,.0f} ± {std:,.0f}"
+    return f"{text} ({episodes:,})" if episodes else text
+
+
+def table_markdown(rows: Sequence[dict]) -> str:
+    """The temperature table, the paper's columns beside this run's (N episodes in parentheses)."""
+    lines = ["| τ | paper: dream | paper: real | this run: dream | this run: real | generations | "
+             "CMA mean in the dream, last training evaluation |",
+             "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        paper = paper_row(row["temperature"]) or {}
+        lines.append(
+            f"| {row['temperature']:.2f} | {_cell(paper.get('dream_mean'), paper.get('dream_std')) if paper else '—'} "
+            f"| {_cell(paper.get('real_mean'), paper.get('real_std')) if paper else '—'} "
+            f"| {_cell(row.get('dream_mean'), row.get('dream_std'), row.get('dream_episodes'))} "
+            f"| {_cell(row.get('real_mean'), row.get('real_std'), row.get('real_episodes'))} "
+            f"| {row.get('generations', 0):,} "
+            f"| {_cell(row.get('cma_eval_mean'), row.get('cma_eval_std'), row.get('cma_eval_episodes'))} |")
+    return "\n".join(lines)
+
+
+def write_table(layout, rows: list[dict], config: SweepConfig) -> tuple[Path, Path]:
+    from run.paper_results import DOOM_BASELINES
+    from run.storage import write_json, write_text
+
+    md_path, json_path = layout.report / "temperature_table.md", layout.report / "temperature_table.json"
+    write_json(json_path, {"rows": rows, "config": dataclasses.asdict(config)})
+    baselines = ", ".join(f"{name} {mean} ± {std}" for name, (mean, std) in DOOM_BASELINES.items())
+    text = (f"# Doom Take Cover: temperature sweep of `{layout.root.name}`\n\n"
+            "C trained inside the dream at each τ; its final CMA mean then scored (mean ± std steps survived, "
+            "episodes in parentheses) in the dream at the same τ and in real VizDoom. Paper columns: "
+            "its temperature table (100 real rollouts).\n\n"
+            f"{table_markdown(rows)}\n\nPaper baselines in real Doom: {baselines}. Solved: > 750.\n\n"
+            f"CMA-ES here: population {config.popsize} x {config.rollouts} dreams, {config.generations} generations"
+            f" (σ0 {config.sigma}); dream episodes capped at {config.max_steps or 2100} steps.\n")
+    write_text(md_path, text)
+    return md_path, json_path
+
+
+def run_sweep(exp_dir: str | os.PathLike, config: SweepConfig = SweepConfig(), verbose: bool = True) -> list[dict]:
+    """Trains and scores C at every temperature; returns the table's rows (also written to DIR/report/)."""
+    from run.layout import experiment
+    from run.storage import read_json
+
+    layout = experiment(exp_dir, create=False)
+    pipeline_path = layout.root / "pipeline.json"
+    pipeline = read_json(pipeline_path).get("config", {}) if pipeline_path.exists() else {}
+    if pipeline.get("env", "doom") != "doom":
+        raise UserError(f"{layout.root}: a {pipeline['env']} experiment; the temperature sweep is Doom's")
+    config = config.resolved(pipeline)
+    for name in (layout.vae_model, layout.rnn_model, layout.initial_z):
+        if not name.exists():
+            raise UserError(f"{name}: not found; the sweep needs V, M and the series (python -m run.pipeline)")
+    from controller.train import train_controller
+
+    say = print if verbose else (lambda *args, **kwargs: None)
+    rows: list[dict] = []
+    for tau in config.temperatures:
+        say(f"sweep: tau {tau:g}: training C in the dream ({config.generations} generations)")
+        folder = train_controller(layout.root, _train_config(config, tau), verbose=verbose)
+        path = folder / "controller.json"
+        history = read_json(folder / "history.json")
+        dream_evals = [e for e in history.get("evaluations", []) if "mean" in e]
+        dream = dream_score(layout.root, path, tau, config.dream_episodes, config.seed, config.max_steps)
+        say(f"sweep: tau {tau:g}: dream {dream['mean']:.0f} ± {dream['std']:.0f} over {dream['episodes']} dreams")
+        real = real_score(layout.root, path, config, verbose)
+        say(f"sweep: tau {tau:g}: real {real['mean']:.0f} ± {real['std']:.0f} over {real['episodes']} episodes")
+        row = {"temperature": tau, "controller": str(folder.relative_to(layout.root)),
+               "generations": len(history.get("generations", [])),
+               "dream_mean": dream["mean"], "dream_std": dream["std"], "dream_episodes": dream["episodes"],
+               "real_mean": real["mean"], "real_std": real["std"], "real_episodes": real["episodes"]}
+        if dream_evals:
+            row.update(cma_eval_mean=dream_evals[-1]["mean"], cma_eval_std=dream_evals[-1]["std"],
+                       cma_eval_episodes=dream_evals[-1]["episodes"])
+        paper = paper_row(tau)
+        if paper:
+            row["paper"] = paper
+        rows.append(row)
+        md_path, _ = write_table(layout, rows, config)
+    say(f"sweep: wrote {md_path} and {md_path.with_suffix('.json')}")
+    return rows
+
+
+def parse_temperatures(values: Sequence[str]) -> tuple[float, ...]:
+    try:
+        return tuple(float(value) for value in values)
+    except ValueError:
+        raise UserError(f"--temperatures={','.join(values)}: expected numbers separated by commas") from None
+
+
+def main(argv) -> None:
+    from absl import flags, logging
+
+    logging.set_verbosity(logging.WARNING)
+    FLAGS = flags.FLAGS
+    config = SweepConfig(temperatures=parse_temperatures(FLAGS.temperatures), controller=FLAGS.controller,
+                         popsize=FLAGS.popsize, rollouts=FLAGS.rollouts, sigma=FLAGS.sigma,
+                         generations=FLAGS.generations, eval_every=FLAGS.eval_every,
+                         eval_rollouts=FLAGS.eval_rollouts, max_steps=FLAGS.max_steps,
+                         real_max_steps=FLAGS.real_max_steps,
+                         dream_episodes=FLAGS.dream_episodes, real_episodes=FLAGS.real_episodes,
+                         workers=FLAGS.workers, doom_resolution=FLAGS.doom_resolution, seed=FLAGS.seed)
+    run_sweep(FLAGS.exp_dir, config)
+
+
+def define_flags() -> None:
+    from absl import flags
+
+    flags.DEFINE_string("exp_dir", None, "Experiment folder with vae/, rnn/ and series/ (a Doom pipeline's).",
+                        required=True)
+    flags.DEFINE_list("temperatures", [f"{t:g}" for t in PAPER_TEMPERATURES],
+                      "Temperatures tau to train C at (the paper's table: 0.1,0.5,1.0,1.15,1.3).")
+    flags.DEFINE_string("controller", "full", "C's inputs: full ([z, c, h]), z or z_hidden.")
+    unset = "default: the experiment's pipeline.json, else the paper's"
+    flags.DEFINE_integer("popsize", None, f"CMA-ES population ({unset}: 64).")
+    flags.DEFINE_integer("rollouts", None, f"Dreams per candidate ({unset}: 16).")
+    flags.DEFINE_float("sigma", None, f"CMA-ES initial step size ({unset}: 0.1).")
+    flags.DEFINE_integer("generations", None, f"CMA-ES generations at each tau ({unset}).")
+    flags.DEFINE_integer("eval_every", None, f"Generations between dream evaluations of the CMA mean ({unset}: 25).")
+    flags.DEFINE_integer("eval_rollouts", None, f"Dreams per evaluation of the CMA mean ({unset}: 1,024).")
+    flags.DEFINE_integer("max_steps", None, "Dream episode cap, training and scoring (default: the pipeline's "
+                         "controller_max_steps, else 2,100).")
+    flags.DEFINE_integer("real_max_steps", None, "Real episode cap (default: the pipeline's max_steps, else 2,100).")
+    flags.DEFINE_integer("dream_episodes", 100, "Dreams scoring each final C.")
+    flags.DEFINE_integer("real_episodes", 100, "Real VizDoom episodes scoring each final C (paper: 100).")
+    flags.DEFINE_integer("workers", None, "Processes playing real episodes (default: the pipeline's).")
+    flags.DEFINE_string("doom_resolution", None, "Real Doom's render size (default: the pipeline's).")
+    flags.DEFINE_integer("seed", None, "Seed of CMA-ES and of the scored episodes (default: the pipeline's).")
+
+
+if __name__ == "__main__":
+    from run.pipeline import run_cli
+
+    define_flags()
+    run_cli(main)
