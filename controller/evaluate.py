@@ -90,7 +90,7 @@ def evaluate_controller(exp_dir, config: EvaluateConfig, verbose: bool = True) -
         evaluator.close()
     result = {"env": config.env, "controller_file": str(path), "episodes": int(scores.size),
               "mean": float(scores.mean()), "std": float(scores.std()), "scores": scores.tolist(),
-              "seeds": seeds.tolist()}
+              "seeds": seeds.tolist(), "max_steps": config.max_steps, "doom_resolution": config.doom_resolution}
     write_json(path.parent / f"evaluation_{config.env}.json", result)
     plot_score_histogram(scores, path.parent / f"histogram_{config.env}.png",
                          title=f"{config.env}, {controller.variant} controller")

@@ -147,7 +147,9 @@ def train_controller(exp_dir: str | Path, config: ControllerTrainConfig, verbose
                                    config.episode_timeout)
     writer = tf.summary.create_file_writer(str(out / "tb"))
     say = print if verbose else (lambda *args, **kwargs: None)
-    if state.generation:
+    if state.generation >= config.es.generations:
+        say(f"controller: {out} already ran {state.generation} generations")
+    elif state.generation:
         say(f"controller: resuming {out} at generation {state.generation + 1}")
     else:
         say(f"controller: training {controller.num_params} parameters ({controller.env} '{controller.variant}') "

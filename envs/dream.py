@@ -15,7 +15,6 @@ dropped from the batch between chunks, so a CMA-ES generation of 64 x 16 dreams 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym

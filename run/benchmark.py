@@ -17,7 +17,6 @@ Results are printed and written to WORK_DIR/benchmark.json.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile

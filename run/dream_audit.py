@@ -11,7 +11,6 @@ DIR/report/dream_audit.md (read by run.report) and dream_audit.json.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Callable
 
 import numpy as np

@@ -19,8 +19,20 @@ class DataError(UserError):
 EXIT_USER_ERROR = 2
 
 
-def run_main(main: Callable[[Sequence[str]], None]) -> None:
-    """`absl.app.run(main)`, printing a `UserError` as `error: ...` on one line and exiting with code 2."""
+def run_main(main: Callable[[Sequence[str]], None],
+             prepare_argv: Callable[[Sequence[str]], Sequence[str]] | None = None) -> None:
+    """`absl.app.run(main)`, where a bad flag or a `UserError` prints `error: ...` on one line and exits 2.
+
+    `prepare_argv` may rewrite the command line before parsing (the pipeline turns `--config` into a flagfile).
+    """
+    from absl import flags
+
+    def parse(argv: Sequence[str]) -> list[str]:
+        try:
+            return flags.FLAGS(prepare_argv(argv) if prepare_argv else argv)
+        except (flags.Error, UserError) as error:
+            fail(str(error))
+            raise  # unreachable: fail exits
 
     def guarded(argv: Sequence[str]) -> None:
         if len(argv) > 1:
@@ -30,7 +42,7 @@ def run_main(main: Callable[[Sequence[str]], None]) -> None:
         except UserError as error:
             fail(str(error))
 
-    app.run(guarded)
+    app.run(guarded, flags_parser=parse)
 
 
 def fail(message: str) -> None:

@@ -25,7 +25,6 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
 
 from run.errors import UserError
 from run.layout import ExperimentLayout, experiment

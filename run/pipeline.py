@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from run.errors import UserError, fail
+from run.errors import UserError, run_main
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 ENVS = ("doom", "carracing")
@@ -512,32 +512,6 @@ def with_config_flagfile(argv: Sequence[str]) -> list[str]:
     return argv
 
 
-def parse_flags_or_fail(argv: Sequence[str]) -> list[str]:
-    """absl's flag parsing, but a bad flag or config is one `error:` line and exit 2 (absl's own exits 1)."""
-    from absl import flags
-
-    try:
-        return flags.FLAGS(with_config_flagfile(argv))
-    except (flags.Error, UserError) as error:
-        fail(str(error))
-        raise  # unreachable: fail exits
-
-
-def run_cli(main: Callable[[Sequence[str]], None]) -> None:
-    """`run.errors.run_main` with `parse_flags_or_fail` as the flag parser."""
-    from absl import app
-
-    def guarded(argv: Sequence[str]) -> None:
-        if len(argv) > 1:
-            fail(f"unexpected positional arguments: {' '.join(argv[1:])}")
-        try:
-            main(argv)
-        except UserError as error:
-            fail(str(error))
-
-    app.run(guarded, flags_parser=parse_flags_or_fail)
-
-
 def main(argv) -> None:
     from absl import flags, logging
 
@@ -557,4 +531,4 @@ def define_flags() -> None:
 
 if __name__ == "__main__":
     define_flags()
-    run_cli(main)
+    run_main(main, prepare_argv=with_config_flagfile)

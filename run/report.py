@@ -496,7 +496,7 @@ def define_flags() -> None:
 
 
 if __name__ == "__main__":
-    from run.pipeline import run_cli
+    from run.errors import run_main
 
     define_flags()
-    run_cli(main)
+    run_main(main)

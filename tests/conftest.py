@@ -41,7 +41,6 @@ def rigged_doom_rnn(hidden: int = 16, z_size: int = 64):
     LSTM unit 0 up and the death logit far down; standing still leaves the death logit to unit 1, which follows
     the sampled z and crosses the threshold within tens of steps. A CMA-ES run that works must discover this."""
     import keras
-    import numpy as np
 
     from rnn.model import MDNRNN
 

@@ -42,7 +42,7 @@ def test_doom_tiny_end_to_end_from_an_empty_folder(doom_tiny):
     exp_dir, lines = doom_tiny
     print(lines[-1])  # the measured wall time (pytest -s shows it)
     for stage in STAGES:
-        assert any(line.startswith(f"pipeline: stage") and f" {stage}: started" in line for line in lines), stage
+        assert any(line.startswith("pipeline: stage") and f" {stage}: started" in line for line in lines), stage
         assert any(f" {stage}: finished in " in line for line in lines), stage
     rollouts = sorted((exp_dir / "rollouts").glob("ep*.npz"))
     assert len(rollouts) == 10
