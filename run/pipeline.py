@@ -35,7 +35,7 @@ ENVS = ("doom", "carracing")
 CONTROLLER_ENVS = {"doom": ("doomrnn", "doom"), "carracing": ("carracing",)}  # first: the paper's
 VARIANTS = ("full", "z", "z_hidden")
 DOOM_RESOLUTIONS = ("640x480", "320x240", "160x120")
-STAGES = ("collect", "vae", "encode", "rnn", "controller", "evaluate", "report")
+STAGES = ("collect", "vae", "encode", "rnn", "controller", "evaluate", "iterate", "report")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +70,12 @@ class PipelineConfig:
     controller_max_steps: int | None = None  # episode cap while C trains (dream or real); None: --max_steps
     real_eval_every: int = 0  # doomrnn: every K generations also play the CMA mean in real Doom (0: never)
     eval_episodes: int = 100  # real episodes of the final evaluation (paper: 100)
+    iterate_rounds: int = 0  # Doom in the dream: rounds of the iterative procedure after round 0 (run.iterate)
+    iterate_episodes: int = 600  # real episodes collected with the current controller each round
+    iterate_explore: float = 0.3  # chance per step of a random held action while collecting them
+    iterate_rnn_steps: int = 1000  # M's fine-tuning steps each round
+    iterate_generations: int = 40  # CMA-ES generations in the new dream each round
+    iterate_audit_episodes: int = 0  # episodes per policy of a dream audit after each round (0: none)
 
     def resolved(self) -> "PipelineConfig":
         """Checks the fields that need no model code and fills in workers and controller_env."""
@@ -81,6 +87,10 @@ class PipelineConfig:
                             f"{' or '.join(CONTROLLER_ENVS[self.env])}")
         if self.controller not in VARIANTS:
             raise UserError(f"--controller={self.controller}: choose from {', '.join(VARIANTS)}")
+        if self.iterate_rounds < 0:
+            raise UserError(f"--iterate_rounds={self.iterate_rounds}: must be >= 0")
+        if self.iterate_rounds and controller_env != "doomrnn":
+            raise UserError("--iterate_rounds needs Doom trained in the dream (--controller_env=doomrnn)")
         if self.doom_resolution not in DOOM_RESOLUTIONS:
             raise UserError(f"--doom_resolution={self.doom_resolution}: choose from {', '.join(DOOM_RESOLUTIONS)}")
         for name in ("episodes", "vae_epochs", "vae_batch_size", "rnn_eval_every", "popsize", "rollouts",
@@ -257,6 +267,37 @@ def _run_evaluate(exp_dir: Path, config: PipelineConfig, verbose: bool) -> None:
     evaluate_controller(exp_dir, evaluate_config(exp_dir, config), verbose=verbose)
 
 
+def iterate_config(config: PipelineConfig):
+    """run.iterate's settings: the pipeline's M, C and evaluation sizes, the iterate_* budget per round."""
+    from run.iterate import IterateConfig
+
+    return IterateConfig(
+        rounds=max(config.iterate_rounds, 1), episodes_per_round=config.iterate_episodes,
+        explore=config.iterate_explore, temperature=config.temperature, rnn_steps=config.iterate_rnn_steps,
+        rnn_batch_size=config.rnn_batch_size or 100, rnn_seq_len=config.rnn_seq_len or 100,
+        popsize=config.popsize, rollouts=config.rollouts, generations=config.iterate_generations,
+        sigma=config.sigma, eval_every=config.eval_every, eval_rollouts=config.eval_rollouts,
+        real_eval_every=config.real_eval_every, eval_episodes=config.eval_episodes,
+        audit_episodes=config.iterate_audit_episodes, workers=config.workers or os.cpu_count() or 1,
+        seed=config.seed, max_steps=config.max_steps or 2100, doom_resolution=config.doom_resolution)
+
+
+def _iterate_complete(exp_dir: Path, config: PipelineConfig) -> bool:
+    if config.iterate_rounds == 0:
+        return True
+    try:
+        return len(json.loads((exp_dir / "iterate" / "progress.json").read_text())["rounds"]) > config.iterate_rounds
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _run_iterate(exp_dir: Path, config: PipelineConfig, verbose: bool) -> None:
+    from run.iterate import iterate
+
+    if config.iterate_rounds:
+        iterate(exp_dir, iterate_config(config), verbose=verbose)
+
+
 def _run_report(exp_dir: Path, config: PipelineConfig, verbose: bool) -> None:
     from run.report import ReportConfig, write_report
 
@@ -288,6 +329,8 @@ PIPELINE: tuple[Stage, ...] = (
     Stage("evaluate", "play C in the real game -> evaluation_<env>.json",
           lambda d, c: {**_settings(evaluate_config(d, c)), "controller_file": controller_file(d, c).parent.name},
           _evaluate_complete, _run_evaluate),
+    Stage("iterate", "iterative rounds: real data of C, M fine-tuned, C retrained -> iterate/",
+          lambda d, c: _settings(iterate_config(c)) if c.iterate_rounds else {}, _iterate_complete, _run_iterate),
     Stage("report", "the report beside the paper's numbers -> report/README.md",
           lambda d, c: {}, lambda d, c: False, _run_report),
 )
@@ -465,6 +508,12 @@ FLAG_HELP = {
     "controller_max_steps": "Episode cap while C trains, in the dream or the real game (default: --max_steps).",
     "real_eval_every": "doomrnn: every K generations also play the CMA mean in real Doom (0: never).",
     "eval_episodes": "Real episodes of the final evaluation (paper: 100).",
+    "iterate_rounds": "Doom in the dream: iterative rounds after round 0 (collect with C, fine-tune M, retrain C).",
+    "iterate_episodes": "Real episodes collected with the current controller each round.",
+    "iterate_explore": "Chance per step of a random held action while collecting them.",
+    "iterate_rnn_steps": "M's fine-tuning steps each round.",
+    "iterate_generations": "CMA-ES generations in the new dream each round.",
+    "iterate_audit_episodes": "Episodes per policy of a dream audit after each round (0: none).",
 }
 
 

@@ -441,6 +441,10 @@ def experiment_section(experiment: Experiment, assets: Assets, config: ReportCon
     audit = root / "report" / "dream_audit.md"
     parts.append("### Dream audit\n\n" + (_demote(audit.read_text(encoding="utf-8")) + "\n" if audit.is_file()
                                           else f"{NOT_RUN} (no `report/dream_audit.md`).\n"))
+    rounds = root / "report" / "iterate.md"
+    parts.append("### Iterative training\n\n" + (
+        _demote(rounds.read_text(encoding="utf-8")) + "\n" if rounds.is_file() else
+        f"{NOT_RUN} (`python -m run.iterate --exp_dir={root}`).\n"))
     return "\n".join(parts)
 
 

@@ -56,6 +56,12 @@ def test_doom_tiny_end_to_end_from_an_empty_folder(doom_tiny):
     evaluation = json.loads((exp_dir / CONTROLLER / "evaluation_doom.json").read_text())
     assert evaluation["episodes"] == 4 and len(evaluation["scores"]) == 4
     assert all(1 <= score <= 2100 for score in evaluation["scores"])
+    round_one = exp_dir / "iterate" / "round_01"
+    assert len(list((round_one / "rollouts").glob("ep*.npz"))) == 4, "the iterate stage ran one round"
+    assert (round_one / CONTROLLER / "evaluation_doom.json").is_file()
+    assert (round_one / "report" / "dream_audit.md").is_file()
+    report = (exp_dir / "report" / "README.md").read_text()
+    assert "| 1 | + round 0 controller |" in report, "the report shows the rounds"
 
     record = json.loads((exp_dir / "pipeline.json").read_text())
     assert record["config_name"] == "doom_tiny" and record["config"]["episodes"] == 10
@@ -99,8 +105,8 @@ def test_a_killed_pipeline_resumes_and_skips_its_finished_stages(tmp_path):
 
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "pipeline: stage 1/7 collect: skipped, already complete" in result.stdout
-    assert "pipeline: stage 2/7 vae: started (resuming after an interrupted run)" in result.stdout
+    assert "pipeline: stage 1/8 collect: skipped, already complete" in result.stdout
+    assert "pipeline: stage 2/8 vae: started (resuming after an interrupted run)" in result.stdout
     for stage in STAGES[1:]:
         assert f" {stage}: finished in " in result.stdout, stage
     resumed = json.loads(record_path.read_text())
