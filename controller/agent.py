@@ -43,7 +43,11 @@ class Agent:
             tf.TensorSpec([1, hidden], tf.float32), tf.TensorSpec([controller.num_params], tf.float32),
             tf.TensorSpec([1], tf.float32), tf.TensorSpec([2], tf.int32),
             tf.TensorSpec([1, controller.action_size], tf.float32), tf.TensorSpec([], tf.bool)])
+        # Calling the concrete function skips tf.function's argument dispatch: a third of a batch-1 step.
+        self._act = self._act.get_concrete_function()
         self._no_override = tf.zeros([1, controller.action_size])
+        self._restart = {True: tf.constant([1.0]), False: tf.constant([0.0])}
+        self._forced = {True: tf.constant(True), False: tf.constant(False)}
 
     def initial_state(self) -> tuple[tf.Tensor, tf.Tensor]:
         return self.rnn.initial_state(1)
@@ -63,10 +67,11 @@ class Agent:
         `override` replaces C's action (e.g. exploration): M then advances with the action actually taken.
         """
         forced = override is not None
-        action, h, c, z = self._act(frame[None], state[0], state[1], params,
-                                    tf.constant([1.0 if first else 0.0]), tf.constant(seed, tf.int32),
+        action, h, c, z = self._act(tf.constant(frame[None]), state[0], state[1],
+                                    tf.constant(params, tf.float32), self._restart[bool(first)],
+                                    tf.constant(seed, tf.int32),
                                     tf.constant(np.reshape(override, (1, -1)), tf.float32) if forced
-                                    else self._no_override, tf.constant(forced))
+                                    else self._no_override, self._forced[forced])
         return action.numpy()[0], (h, c), z.numpy()[0]
 
 
