@@ -113,11 +113,9 @@ def _open_state(out: Path, config: ControllerTrainConfig, controller: Controller
 
 
 def _dream_dynamics(exp_dir, config: ControllerTrainConfig):
-    from envs.dream import load_dream, use_bfloat16_graphs
+    from envs.dream import load_dream
 
-    if config.dream_bfloat16:
-        use_bfloat16_graphs()
-    return load_dream(exp_dir, config.temperature, config.max_episode_steps())
+    return load_dream(exp_dir, config.temperature, config.max_episode_steps(), bfloat16=config.dream_bfloat16)
 
 
 def train_controller(exp_dir: str | Path, config: ControllerTrainConfig, verbose: bool = True) -> Path:
@@ -251,8 +249,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("real_eval_episodes", 8, "Episodes of each real check.")
     flags.DEFINE_float("episode_timeout", 900.0, "Seconds before a real-episode worker is presumed hung.")
     flags.DEFINE_string("init_file", None, "Warm start from this controller JSON (x0 = its parameters).")
-    flags.DEFINE_bool("dream_bfloat16", False, "doomrnn: the dream's matmuls in bfloat16 (faster on CPUs with "
-                      "AVX-512 BF16 or AMX; the paper's dream is float32).")
+    flags.DEFINE_bool("dream_bfloat16", False, "doomrnn: the dream's two large matmuls in bfloat16 (faster on "
+                      "CPUs with AVX-512 BF16 or AMX; the paper's dream is float32).")
 
 
 if __name__ == "__main__":

@@ -36,13 +36,6 @@ def load_initial_z(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     return arrays["mu"], arrays["logvar"]
 
 
-def use_bfloat16_graphs() -> None:
-    """Lets TensorFlow's graph optimiser run the dream's float32 matmuls in bfloat16 (oneDNN auto mixed
-    precision) on CPUs with AVX-512 BF16 or AMX: about 1.7x faster here. Process-wide, and it applies to graphs
-    traced after the call; an option, off by default, since the paper's dream is float32."""
-    tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": True})
-
-
 def sample_start(mu: np.ndarray, logvar: np.ndarray, seed: int) -> np.ndarray:
     """z_0 (Z,) of a dream: a stored first frame chosen by `seed`, then a draw from its N(mu, sigma^2)."""
     rng = np.random.default_rng(int(seed))
@@ -51,12 +44,28 @@ def sample_start(mu: np.ndarray, logvar: np.ndarray, seed: int) -> np.ndarray:
     return (mu[index] + np.exp(logvar[index] / 2.0) * eps).astype(np.float32)
 
 
-def dream_step(rnn, z, action, state, restart, temperature, seed):
+def dream_step(rnn, z, action, state, restart, temperature, seed, low_precision=None):
     """One step of M's dream, pure TF: (z', (h', c'), death logit or None). M consumes (z, a, restart) from
-    `state`; z' is drawn from the mixture its new h predicts, at temperature tau."""
-    state = rnn.advance(z, action, state, restart)
-    mixture, done_logit = rnn.split_head(rnn.head(state[0]))
+    `state`; z' is drawn from the mixture its new h predicts, at temperature tau.
+
+    `low_precision` (from `bfloat16_weights`) runs the two large matmuls, the LSTM's recurrent one and the
+    head, in bfloat16: faster on CPUs with AVX-512 BF16 or AMX, an option (the paper's dream is float32).
+    """
+    recurrent, head = low_precision if low_precision is not None else (None, None)
+    state = rnn.advance(z, action, state, restart, recurrent)
+    if head is None:
+        out = rnn.head(state[0])
+    else:
+        kernel, bias = head
+        out = tf.cast(tf.matmul(tf.cast(state[0], kernel.dtype), kernel), tf.float32) + bias
+    mixture, done_logit = rnn.split_head(out)
     return rnn.sample(mixture, temperature, seed), state, done_logit
+
+
+def bfloat16_weights(rnn):
+    """Frozen bfloat16 copies of M's recurrent and head kernels, for `dream_step`'s fast path."""
+    return (tf.constant(tf.cast(rnn.lstm.recurrent_kernel, tf.bfloat16)),
+            (tf.constant(tf.cast(rnn.head.kernel, tf.bfloat16)), tf.constant(rnn.head.bias)))
 
 
 class DreamDynamics:
@@ -66,12 +75,14 @@ class DreamDynamics:
     """
 
     def __init__(self, rnn, initial_mu: np.ndarray, initial_logvar: np.ndarray,
-                 temperature: float = PAPER_TEMPERATURE, max_steps: int = MAX_STEPS):
+                 temperature: float = PAPER_TEMPERATURE, max_steps: int = MAX_STEPS, bfloat16: bool = False):
         if not rnn.predict_done:
             raise DataError("the Doom dream needs an MDNRNN with the death head (predict_done=True)")
         if initial_mu.shape[1] != rnn.z_size:
             raise DataError(f"initial_z has z size {initial_mu.shape[1]} but M has {rnn.z_size}")
         self.rnn, self.temperature, self.max_steps = rnn, float(temperature), int(max_steps)
+        self.bfloat16 = bfloat16
+        self._low_precision = bfloat16_weights(rnn) if bfloat16 else None
         self.initial_mu, self.initial_logvar = initial_mu.astype(np.float32), initial_logvar.astype(np.float32)
         z, hidden = rnn.z_size, rnn.hidden_size
         state = [tf.TensorSpec([None, hidden], tf.float32)] * 2
@@ -86,7 +97,8 @@ class DreamDynamics:
                          for seed in np.asarray(seeds).reshape(-1)])
 
     def _advance(self, z, action, h, c, restart, temperature, seed):
-        z_next, (h, c), done_logit = dream_step(self.rnn, z, action, (h, c), restart, temperature, seed)
+        z_next, (h, c), done_logit = dream_step(self.rnn, z, action, (h, c), restart, temperature, seed,
+                                                self._low_precision)
         return z_next, h, c, done_logit > 0.0
 
     def _step_graph(self, z, action, h, c, restart, temperature, seed):
@@ -160,7 +172,8 @@ class DreamDynamics:
 
 
 def load_dream(exp_dir: str | os.PathLike, temperature: float = PAPER_TEMPERATURE,
-               max_steps: int = MAX_STEPS, rnn_path: str | os.PathLike | None = None) -> DreamDynamics:
+               max_steps: int = MAX_STEPS, rnn_path: str | os.PathLike | None = None,
+               bfloat16: bool = False) -> DreamDynamics:
     """The dream of an experiment: M from `rnn/rnn.keras`, resets from `series/initial_z.npz`."""
     from rnn.model import load_rnn
     from run.layout import experiment
@@ -168,7 +181,7 @@ def load_dream(exp_dir: str | os.PathLike, temperature: float = PAPER_TEMPERATUR
     layout = experiment(exp_dir, create=False)
     rnn = load_rnn(rnn_path or layout.rnn_model, expect={"predict_done": True})
     mu, logvar = load_initial_z(layout.initial_z)
-    return DreamDynamics(rnn, mu, logvar, temperature, max_steps)
+    return DreamDynamics(rnn, mu, logvar, temperature, max_steps, bfloat16)
 
 
 class DoomDreamEnv(gym.Env):

@@ -144,19 +144,23 @@ class ResettableLSTM(keras.layers.Layer):
         self.built = True
 
     def _cell(self, projected: tf.Tensor, h: tf.Tensor, c: tf.Tensor, recurrent_kernel: tf.Tensor) -> State:
-        gates = projected + tf.matmul(h, recurrent_kernel)
+        # A bfloat16 recurrent kernel (the dream's fast path) multiplies in bfloat16; float32 casts are no-ops.
+        gates = projected + tf.cast(tf.matmul(tf.cast(h, recurrent_kernel.dtype), recurrent_kernel), projected.dtype)
         i, f, g, o = tf.split(gates, 4, axis=-1)
         c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
         h = tf.sigmoid(o) * tf.tanh(c)
         return h, c
 
-    def step(self, x: tf.Tensor, state: State, keep: tf.Tensor | None = None) -> State:
-        """One step: x (B, in), state (h, c), keep (B,) or None -> new (h, c)."""
+    def step(self, x: tf.Tensor, state: State, keep: tf.Tensor | None = None,
+             recurrent_kernel: tf.Tensor | None = None) -> State:
+        """One step: x (B, in), state (h, c), keep (B,) or None -> new (h, c). `recurrent_kernel` replaces the
+        layer's own (e.g. a bfloat16 copy)."""
         h, c = state
         if keep is not None:
             h, c = h * keep[:, None], c * keep[:, None]
         projected = tf.matmul(x, self.kernel) + self.bias
-        return self._cell(projected, h, c, tf.convert_to_tensor(self.recurrent_kernel))
+        kernel = tf.convert_to_tensor(self.recurrent_kernel) if recurrent_kernel is None else recurrent_kernel
+        return self._cell(projected, h, c, kernel)
 
     def call(self, x: tf.Tensor, keep: tf.Tensor | None = None,
              initial_state: State | None = None) -> tuple[tf.Tensor, State]:
@@ -268,10 +272,13 @@ class MDNRNN(keras.Model):
         done_logit = out[..., -1] if self.predict_done else None
         return MixtureParams(log_pi, mu, log_sigma), done_logit
 
-    def advance(self, z: Any, action: Any, state: State, restart: Any = None) -> State:
+    def advance(self, z: Any, action: Any, state: State, restart: Any = None,
+                recurrent_kernel: tf.Tensor | None = None) -> State:
         """`next_state` as plain TF ops, to build into another compiled function (the dream's while loop, an
-        agent's jit-compiled act): z_t (B, Z), a_t (B, A), (h_t, c_t), restart_t (B,) or None -> (h, c)."""
-        return self.lstm.step(self._inputs(z, action, restart), tuple(state), self._keep(restart))
+        agent's jit-compiled act): z_t (B, Z), a_t (B, A), (h_t, c_t), restart_t (B,) or None -> (h, c).
+        `recurrent_kernel` may be a bfloat16 copy of the LSTM's (the dream's optional fast path)."""
+        return self.lstm.step(self._inputs(z, action, restart), tuple(state), self._keep(restart),
+                              recurrent_kernel)
 
     # ---- step API ----
 

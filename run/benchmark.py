@@ -145,7 +145,7 @@ def benchmark_dream(seconds: float = 5.0) -> dict:
     from controller import Controller
     from controller.rollouts import DreamEvaluator
     from envs.doom import TakeCover64Env
-    from envs.dream import DreamDynamics, use_bfloat16_graphs
+    from envs.dream import DreamDynamics
     from rnn.model import MDNRNN
 
     game = TakeCover64Env()._start_game()
@@ -179,15 +179,15 @@ def benchmark_dream(seconds: float = 5.0) -> dict:
     results = {"vizdoom_640x480_steps_per_s": real, "dream_1024_steps_per_s": dream,
                "dream_vs_real_ratio": dream / real, "dream_generation_64x16_seconds": generation,
                "dream_generation_mean_steps": float(returns.mean())}
-    # The same with the matmuls in bfloat16 (controller.train --dream_bfloat16): graphs traced from here on.
-    use_bfloat16_graphs()
-    short = DreamDynamics(rnn, short.initial_mu, short.initial_logvar, temperature=1.15, max_steps=64)
+    # The same with the two large matmuls in bfloat16 (controller.train --dream_bfloat16).
+    short = DreamDynamics(rnn, short.initial_mu, short.initial_logvar, temperature=1.15, max_steps=64,
+                          bfloat16=True)
     DreamEvaluator(short, controller)(population, np.arange(16))  # trace
     start = time.perf_counter()
     DreamEvaluator(short, controller)(population, np.arange(16))
     results["dream_bfloat16_1024_steps_per_s"] = 1024 * 64 / (time.perf_counter() - start)
     results["dream_bfloat16_vs_real_ratio"] = results["dream_bfloat16_1024_steps_per_s"] / real
-    full = DreamDynamics(rnn, short.initial_mu, short.initial_logvar, temperature=1.15)
+    full = DreamDynamics(rnn, short.initial_mu, short.initial_logvar, temperature=1.15, bfloat16=True)
     start = time.perf_counter()
     DreamEvaluator(full, controller)(population, np.arange(16))
     results["dream_bfloat16_generation_64x16_seconds"] = time.perf_counter() - start

@@ -1,6 +1,7 @@
 """Controller training with CMA-ES: in the dream (fast, one batch) and in real CarRacing/Doom (worker pool);
 a real SIGKILL and resume; evaluation in the real game."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -141,15 +142,11 @@ def test_bad_inputs_name_what_is_wrong(rigged_dream, carracing_world, tmp_path):
 
 
 def test_bfloat16_dream_trains_like_the_float32_one(rigged_dream, tmp_path):
-    """--dream_bfloat16 changes TensorFlow process-wide, so it runs in a subprocess."""
     exp = tmp_path / "exp"
     (exp / "rnn").mkdir(parents=True)
     os.symlink(rigged_dream / "series", exp / "series")
     os.symlink(rigged_dream / "rnn" / "rnn.keras", exp / "rnn" / "rnn.keras")
-    args = ["--env=doomrnn", "--popsize=16", "--rollouts=4", "--generations=8", "--eval_every=4",
-            "--eval_rollouts=16", "--seed=5", "--sigma=0.5", "--dream_bfloat16"]
-    result = subprocess.run([sys.executable, "-m", "controller.train", f"--exp_dir={exp}", *args],
-                            cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
-    history = json.loads((exp / "controller" / "doomrnn_full_t1.15" / "history.json").read_text())
+    config = dataclasses.replace(_dream_config(8), dream_bfloat16=True)
+    out = train_controller(exp, config, verbose=False)
+    history = json.loads((out / "history.json").read_text())
     assert history["evaluations"][-1]["mean"] > 100, "bfloat16 keeps the rigged dream learnable"

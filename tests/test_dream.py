@@ -106,3 +106,19 @@ def test_vector_env_autoresets_finished_dreams(dynamics):
     observation, rewards, terminated, _, _ = vector.step(np.zeros((4, 1), np.float32))
     assert not terminated.any() and np.all(rewards == 0), "the step after a death is the reset step"
     np.testing.assert_array_equal(observation[:, 64:], 0.0)  # a new dream starts from the zero state
+
+
+def test_bfloat16_dream_matches_the_float32_dream(dynamics):
+    fast = DreamDynamics(dynamics.rnn, dynamics.initial_mu, dynamics.initial_logvar, temperature=1.15,
+                         bfloat16=True)
+    z = dynamics.initial_z([0, 1])
+    h, c = dynamics.rnn.initial_state(2)
+    actions = np.array([[-1.0], [1.0]], np.float32)
+    exact = dynamics.step(z, actions, h, c, [1.0, 1.0], (0, 0))
+    rough = fast.step(z, actions, h, c, [1.0, 1.0], (0, 0))
+    np.testing.assert_allclose(rough[1].numpy(), exact[1].numpy(), atol=2e-2)  # h after one step
+    np.testing.assert_array_equal(rough[3].numpy(), exact[3].numpy())  # the same deaths
+    controller = Controller("doom", "full", 64, 16)
+    still = np.zeros((150, controller.num_params), np.float32)
+    assert stats.ks_2samp(fast.returns(controller, still, np.arange(150)),
+                          dynamics.returns(controller, still, np.arange(150))).pvalue > 0.01
