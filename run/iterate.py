@@ -196,14 +196,13 @@ def iterate(exp_dir, config: IterateConfig, verbose: bool = True) -> list[dict]:
         rounds.append(run_round(root, k, config, say))
         say(f"iterate: round {k}: {rounds[-1]['real_mean']:.0f} ± {rounds[-1]['real_std']:.0f} real")
         write_json(root / "iterate" / "progress.json", {"config": dataclasses.asdict(config), "rounds": rounds})
-        write_text(base.report / "iterate.md", progress_markdown(rounds))
-    write_text(base.report / "iterate.md", progress_markdown(rounds))
+        write_text(base.report / "iterate.md", progress_markdown(rounds, base.report))
     return rounds
 
 
-def progress_markdown(rounds: list[dict]) -> str:
-    lines = ["### Iterative training", "", "| round | data | real score | dream score (CMA mean) | audit |",
-             "|---|---|---|---|---|"]
+def progress_markdown(rounds: list[dict], report_dir: Path) -> str:
+    """The rounds as a Markdown table; links are relative to `report_dir`, where the file lives."""
+    lines = ["| round | data | real score | dream score (CMA mean) | audit |", "|---|---|---|---|---|"]
     for row in rounds:
         dream = row.get("dream")
         dream_text = f"{dream['mean']:.0f} ± {dream['std']:.0f}" if dream else "not run"
@@ -211,7 +210,7 @@ def progress_markdown(rounds: list[dict]) -> str:
         data = "random policy" if row["round"] == 0 else f"+ round {row['round'] - 1} controller"
         lines.append(f"| {row['round']} | {data} | {row['real_mean']:.0f} ± {row['real_std']:.0f} "
                      f"({row['real_episodes']} episodes) | {dream_text} | "
-                     f"{'[table](' + str(audit) + ')' if audit.exists() else 'not run'} |")
+                     f"{'[table](' + os.path.relpath(audit, report_dir) + ')' if audit.exists() else 'not run'} |")
     return "\n".join(lines) + "\n"
 
 
