@@ -79,3 +79,26 @@ def rigged_dream(doom_series, tmp_path_factory) -> Path:
     (exp_dir / "rnn").mkdir()
     rigged_doom_rnn().save(exp_dir / "rnn" / "rnn.keras")
     return exp_dir
+
+
+def make_carracing_world(exp_dir: Path, seed: int) -> Path:
+    """An untrained CarRacing V (z 32), a small M (16 units) and one 7-step series file (no initial_z.npz)."""
+    import keras
+    import numpy as np
+
+    from rnn.model import MDNRNN
+    from run.storage import write_npz
+    from vae import ConvVAE
+
+    keras.utils.set_random_seed(seed)
+    (exp_dir / "vae").mkdir(parents=True)
+    (exp_dir / "rnn").mkdir()
+    ConvVAE(z_size=32).save(exp_dir / "vae" / "vae.keras")
+    MDNRNN(z_size=32, action_size=3, hidden_size=16, num_mixtures=5, predict_done=False).save(
+        exp_dir / "rnn" / "rnn.keras")
+    rng = np.random.default_rng(0)
+    steps = 7
+    write_npz(exp_dir / "series" / "ep000000.npz", mu=rng.normal(size=(steps, 32)).astype(np.float32),
+              logvar=np.full((steps, 32), -4.0, np.float32), action=rng.uniform(0, 1, (steps, 3)).astype(np.float32),
+              reward=np.full(steps, -0.1, np.float32), done=np.arange(steps) == steps - 1)
+    return exp_dir

@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 
@@ -18,8 +17,7 @@ from controller import Controller
 from controller.es import ESConfig
 from controller.evaluate import EvaluateConfig, evaluate_controller
 from controller.train import ControllerTrainConfig, train_controller
-from rnn.model import MDNRNN
-from vae import ConvVAE
+from tests.conftest import make_carracing_world
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -87,14 +85,7 @@ def test_sigkill_and_resume_follow_the_uninterrupted_run(rigged_dream, tmp_path)
 @pytest.fixture(scope="module")
 def carracing_world(tmp_path_factory) -> Path:
     """An untrained CarRacing V (z 32) and a small M (16 units) saved where the trainer looks."""
-    exp = tmp_path_factory.mktemp("carracing_world")
-    keras.utils.set_random_seed(1)
-    (exp / "vae").mkdir()
-    (exp / "rnn").mkdir()
-    ConvVAE(z_size=32).save(exp / "vae" / "vae.keras")
-    MDNRNN(z_size=32, action_size=3, hidden_size=16, num_mixtures=5, predict_done=False).save(
-        exp / "rnn" / "rnn.keras")
-    return exp
+    return make_carracing_world(tmp_path_factory.mktemp("carracing_world"), seed=1)
 
 
 def test_real_carracing_generations_with_two_workers(carracing_world):

@@ -8,18 +8,17 @@ import sys
 from pathlib import Path
 
 import imageio.v2 as imageio
-import keras
 import numpy as np
 import pytest
 from PIL import Image
 
 from controller import Controller
-from rnn.model import MDNRNN, load_rnn
+from rnn.model import load_rnn
 from run.dream import (DreamConfig, dream_rollout, key_override, make_dream_video, play_dream, run_dream,
                        temperature_change)
 from run.errors import DataError, UserError
-from run.storage import read_series, write_npz
-from vae import ConvVAE
+from run.storage import read_series
+from tests.conftest import make_carracing_world
 
 REPO = Path(__file__).resolve().parents[1]
 FRAME = (64 * 4 + 32, 64 * 4, 3)  # 4x enlarged, with the caption strip
@@ -33,19 +32,7 @@ def gif_frames(path: Path) -> int:
 @pytest.fixture(scope="module")
 def carracing_dream(tmp_path_factory) -> Path:
     """An untrained CarRacing V (z 32), a small M (16 units) and one series file (no initial_z.npz)."""
-    exp = tmp_path_factory.mktemp("carracing_dream")
-    keras.utils.set_random_seed(3)
-    (exp / "vae").mkdir()
-    (exp / "rnn").mkdir()
-    ConvVAE(z_size=32).save(exp / "vae" / "vae.keras")
-    MDNRNN(z_size=32, action_size=3, hidden_size=16, num_mixtures=5, predict_done=False).save(
-        exp / "rnn" / "rnn.keras")
-    rng = np.random.default_rng(0)
-    steps = 7
-    write_npz(exp / "series" / "ep000000.npz", mu=rng.normal(size=(steps, 32)).astype(np.float32),
-              logvar=np.full((steps, 32), -4.0, np.float32), action=rng.uniform(0, 1, (steps, 3)).astype(np.float32),
-              reward=np.full(steps, -0.1, np.float32), done=np.arange(steps) == steps - 1)
-    return exp
+    return make_carracing_world(tmp_path_factory.mktemp("carracing_dream"), seed=3)
 
 
 def copy_world(source: Path, target: Path, parts=("vae", "rnn", "series")) -> Path:
