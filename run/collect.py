@@ -16,6 +16,7 @@ the step limit rather than the game (death, or a finished lap); seed () int64; e
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import zipfile
 from pathlib import Path
@@ -188,7 +189,7 @@ def collect_rollouts(exp_dir: str | os.PathLike, config: CollectConfig | None = 
     todo = [index for index, path in enumerate(paths) if not is_complete(path)]
     progress = Progress("collect", config.episodes, "episodes", rate_unit="frames",
                         start_done=config.episodes - len(todo),
-                        stream=None if verbose else open(os.devnull, "w"))
+                        stream=None if verbose else io.StringIO())
     if todo:
         workers = min(config.workers, len(todo))
         models_dir = str(Path(config.models_dir or exp_dir).resolve())
