@@ -68,7 +68,7 @@ class Agent:
         """
         forced = override is not None
         action, h, c, z = self._act(tf.constant(frame[None]), state[0], state[1],
-                                    tf.constant(params, tf.float32), self._restart[bool(first)],
+                                    tf.convert_to_tensor(params, tf.float32), self._restart[bool(first)],
                                     tf.constant(seed, tf.int32),
                                     tf.constant(np.reshape(override, (1, -1)), tf.float32) if forced
                                     else self._no_override, self._forced[forced])
@@ -81,7 +81,7 @@ def play_episode(env, agent: Agent, params: np.ndarray, seed: int, max_steps: in
 
     `on_step(frame, action, z)` sees every frame (e.g. to record a video or the rollout).
     """
-    params = np.asarray(params, np.float32)
+    params = tf.constant(np.asarray(params, np.float32))  # once an episode, not once a frame
     frame, _ = env.reset(seed=int(seed))
     state = agent.initial_state()
     total, steps = 0.0, 0

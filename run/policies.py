@@ -55,7 +55,10 @@ def brownian_driving_policy(rng: np.random.Generator, steer_step: float = 0.1) -
 def agent_policy(agent, params: np.ndarray, rng: np.random.Generator, explore: float = 0.0) -> Policy:
     """V + M + C acting on frames; with probability `explore` a step starts a random held action (1-10 frames,
     uniform in the action space) instead. M always advances with the action actually taken."""
+    import tensorflow as tf
+
     episode_seed = int(rng.integers(2**31 - 1))
+    params = tf.constant(np.asarray(params, np.float32))  # once an episode, not once a frame
     state = {"agent": agent.initial_state(), "t": 0, "random": None, "left": 0}
     random_actions = held_uniform_policy(rng, agent.controller.action_size)
     low = np.array([-1.0, 0.0, 0.0], np.float32) if agent.controller.env == "carracing" else None

@@ -9,7 +9,3 @@ def derive_seed(*keys: int) -> int:
     """A 31-bit seed determined by `keys` (e.g. base seed, episode index, attempt), well mixed."""
     return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0] & 0x7FFFFFFF)
 
-
-def derive_rng(*keys: int) -> np.random.Generator:
-    """A numpy Generator determined by `keys`."""
-    return np.random.default_rng(np.random.SeedSequence([int(k) for k in keys]))
