@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fnmatch
 import io
 import json
 import math
@@ -67,6 +68,8 @@ class RNNTrainConfig:
     restart_weight: float = 10.0  # weight of positive (death) targets in the restart loss (2018 Doom code)
     val_episodes: int = 0  # held-out episodes; 0: use val_fraction
     val_fraction: float = 0.05  # share of episodes held out when val_episodes is 0 (0: no validation)
+    val_pattern: str | None = None  # hold out only episodes whose file name matches this glob (iterative
+    # training validates on the new round's own episodes, where the old M is wrong); None: any episode
     eval_every: int = 200  # steps between validations (and best-model checks)
     checkpoint_every: int = 200  # steps between checkpoints (also saved at the end and on Ctrl-C)
     log_every: int = 10  # steps between TensorBoard scalars
@@ -249,7 +252,16 @@ def _split(layout: ExperimentLayout, data: SeriesSet, config: RNNTrainConfig) ->
         if len(val) != len(names):
             raise DataError(f"{path}: validation episodes missing from {layout.series}; --noresume starts over")
         return np.setdiff1d(np.arange(data.num_episodes), val), val
-    return split_episodes(data.num_episodes, config.val_episodes, config.val_fraction, config.seed)
+    if config.val_pattern is None:
+        return split_episodes(data.num_episodes, config.val_episodes, config.val_fraction, config.seed)
+    candidates = np.array([i for i, f in enumerate(data.files) if fnmatch.fnmatch(f.name, config.val_pattern)],
+                          np.int64)
+    if len(candidates) < 2:
+        raise UserError(f"--val_pattern={config.val_pattern}: matches {len(candidates)} of {layout.series}'s "
+                        f"episodes; validation needs at least 2")
+    _, picked = split_episodes(len(candidates), config.val_episodes, config.val_fraction, config.seed)
+    val = candidates[picked]
+    return np.setdiff1d(np.arange(data.num_episodes), val), val
 
 
 MODEL_FIELDS = ("hidden", "num_mixtures", "predict_done", "z_size", "action_size")
@@ -459,7 +471,7 @@ def main(argv: Any) -> None:
     config = RNNTrainConfig(
         steps=FLAGS.steps, batch_size=FLAGS.batch_size, seq_len=FLAGS.seq_len, hidden=FLAGS.hidden,
         num_mixtures=FLAGS.num_mixtures, learning_rate=FLAGS.learning_rate, val_episodes=FLAGS.val_episodes,
-        val_fraction=FLAGS.val_fraction, eval_every=FLAGS.eval_every, checkpoint_every=FLAGS.checkpoint_every,
+        val_fraction=FLAGS.val_fraction, val_pattern=FLAGS.val_pattern, eval_every=FLAGS.eval_every, checkpoint_every=FLAGS.checkpoint_every,
         early_stop_patience=FLAGS.early_stop_patience, best_metric=FLAGS.best_metric, seed=FLAGS.seed,
         resume=FLAGS.resume, init_model=FLAGS.init_model)
     train_rnn(FLAGS.exp_dir, config)
@@ -480,6 +492,8 @@ def define_flags() -> None:
                        "(lr - 1e-5) * 0.99999^step + 1e-5 (2018 code: 1e-3).")
     flags.DEFINE_integer("val_episodes", defaults.val_episodes, "Held-out episodes (0: use --val_fraction).")
     flags.DEFINE_float("val_fraction", defaults.val_fraction, "Share of episodes held out for validation.")
+    flags.DEFINE_string("val_pattern", None, "Hold out only episodes whose file name matches this glob, e.g. "
+                        "'ep[0-9]*.npz' (a round's own episodes in run.iterate).")
     flags.DEFINE_integer("eval_every", defaults.eval_every, "Steps between validations.")
     flags.DEFINE_integer("checkpoint_every", defaults.checkpoint_every, "Steps between checkpoints.")
     flags.DEFINE_integer("early_stop_patience", defaults.early_stop_patience, "Stop after this many validations "

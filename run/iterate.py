@@ -39,6 +39,9 @@ class IterateConfig:
     explore: float = 0.3  # chance a step starts a random action held 1-10 frames
     temperature: float = 1.15
     rnn_steps: int = 1000  # fine-tuning steps of M per round
+    rnn_learning_rate: float = 1e-3  # Adam's starting rate when fine-tuning M (2018 code's rate)
+    rnn_eval_every: int = 100  # steps between M's validations on the round's own episodes
+    rnn_val_fraction: float = 0.1  # share of the round's own episodes held out to pick M
     rnn_batch_size: int = 100
     rnn_seq_len: int = 100
     popsize: int = 64
@@ -62,6 +65,12 @@ class IterateConfig:
         if not 0.0 <= self.explore <= 1.0:
             raise UserError(f"--explore={self.explore}: must be in [0, 1]")
         return self
+
+
+# A round's own episodes in its series/ (earlier rounds' are linked in as ep_rNN_*). M is validated, and the
+# fine-tuned M picked, on these: on a validation set drawn from all data, mostly random play, round 0's M (which
+# never saw the controller's wall-hugging) stayed the best and the hole stayed open.
+OWN_EPISODES = "ep[0-9]*.npz"
 
 
 def controller_folder(layout: ExperimentLayout, temperature: float) -> Path:
@@ -150,6 +159,8 @@ def run_round(root: Path, k: int, config: IterateConfig, say=print) -> dict:
     train_rnn(layout.root, RNNTrainConfig(
         steps=config.rnn_steps, batch_size=config.rnn_batch_size, seq_len=config.rnn_seq_len,
         hidden=previous_rnn.hidden_size, num_mixtures=previous_rnn.num_mixtures, predict_done=True,
+        learning_rate=config.rnn_learning_rate, eval_every=config.rnn_eval_every,
+        checkpoint_every=config.rnn_eval_every, val_fraction=config.rnn_val_fraction, val_pattern=OWN_EPISODES,
         seed=derive_seed(config.seed, k, 1), init_model=str(previous.rnn_model)), verbose=False)
     times["rnn"] = time.perf_counter() - start
 
@@ -230,6 +241,9 @@ def define_flags() -> None:
                  "episodes_per_round": "Real episodes collected with the current controller per round.",
                  "explore": "Chance per step of starting a random action held 1-10 frames while collecting.",
                  "temperature": "The dream's tau.", "rnn_steps": "Fine-tuning steps of M per round.",
+                 "rnn_learning_rate": "Adam's starting rate when fine-tuning M.",
+                 "rnn_eval_every": "Steps between M's validations on the round's own episodes.",
+                 "rnn_val_fraction": "Share of the round's own episodes held out to pick the fine-tuned M.",
                  "generations": "CMA-ES generations in the dream per round.",
                  "eval_episodes": "Real episodes scoring each round's controller.",
                  "audit_episodes": "Episodes per policy of a dream audit after each round (0: none)."}

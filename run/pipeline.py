@@ -274,6 +274,7 @@ def iterate_config(config: PipelineConfig):
     return IterateConfig(
         rounds=max(config.iterate_rounds, 1), episodes_per_round=config.iterate_episodes,
         explore=config.iterate_explore, temperature=config.temperature, rnn_steps=config.iterate_rnn_steps,
+        rnn_eval_every=config.rnn_eval_every,
         rnn_batch_size=config.rnn_batch_size or 100, rnn_seq_len=config.rnn_seq_len or 100,
         popsize=config.popsize, rollouts=config.rollouts, generations=config.iterate_generations,
         sigma=config.sigma, eval_every=config.eval_every, eval_rollouts=config.eval_rollouts,

@@ -48,6 +48,8 @@ def test_two_rounds_write_their_folders_and_a_report_section(round_zero):
         assert (controller / "controller.json").exists() and (controller / "evaluation_doom.json").exists()
         assert (folder / "report" / "dream_audit.md").exists()
         assert json.loads((folder / "rnn" / "config.json").read_text())["init_model"].endswith("rnn.keras")
+        validation = json.loads((folder / "rnn" / "split.json").read_text())["validation"]
+        assert validation and all(name.startswith("ep0") for name in validation), "picked on the new episodes"
     report = (round_zero / "report" / "iterate.md").read_text()
     assert "| 0 | random policy |" in report and "| 2 | + round 1 controller |" in report
     progress = json.loads((round_zero / "iterate" / "progress.json").read_text())

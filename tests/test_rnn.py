@@ -442,6 +442,19 @@ def test_training_on_real_doom_series(request, tmp_path):
     assert model.hidden_size == 32
 
 
+def test_validation_pattern_holds_out_only_matching_episodes(tmp_path):
+    exp = make_exp(tmp_path, "doom", episodes=12)
+    files = sorted((exp / "series").glob("*.npz"))
+    for path in files[:8]:  # as an iterate round links in earlier rounds' episodes
+        path.rename(path.with_name("ep_r00_" + path.name))
+    train_rnn(exp, RNNTrainConfig(**{**TINY, "steps": 4, "val_episodes": 2}, val_pattern="ep[0-9]*.npz"),
+              verbose=False)
+    validation = json.loads((exp / "rnn" / "split.json").read_text())["validation"]
+    assert len(validation) == 2 and set(validation) <= {path.name for path in files[8:]}
+    with pytest.raises(UserError, match="--val_pattern=new_\\*: matches 0"):
+        train_rnn(exp, RNNTrainConfig(**TINY, val_pattern="new_*", resume=False), verbose=False)
+
+
 def test_bad_series_folders(tmp_path):
     with pytest.raises(DataError, match="series: no series files"):
         train_rnn(tmp_path / "empty", RNNTrainConfig(**TINY), verbose=False)
