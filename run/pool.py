@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import os
+import signal
 import multiprocessing.connection
 import sys
 import time
@@ -33,6 +35,21 @@ def _send(conn, message) -> bool:
         return True
     except (BrokenPipeError, OSError):
         return False
+
+
+def child_pids(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (read from Linux's /proc; empty elsewhere)."""
+    children = []
+    for entry in os.scandir("/proc") if os.path.isdir("/proc") else ():
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()  # the name may hold spaces and parentheses
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                children.append(int(entry.name))
+    return children
 
 
 def _worker_main(conn, init_fn, init_args, task_fn) -> None:
@@ -125,6 +142,11 @@ class WorkerPool:
 
     def _kill(self, worker: _Worker) -> None:
         if worker.process.is_alive():
+            for child in child_pids(worker.process.pid):  # ViZDoom's game process would outlive its worker
+                try:
+                    os.kill(child, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             worker.process.kill()
         worker.process.join(timeout=10)
         worker.conn.close()

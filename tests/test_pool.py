@@ -1,6 +1,7 @@
 """The spawn worker pool: results, a crashed worker replaced, a hung worker killed, a raising task reported."""
 
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -26,11 +27,21 @@ def _crash_once(state, task):
 
 
 def _hang_once(state, task):
+    """Task 2 hangs once, with a child process of its own (as ViZDoom's game process is a worker's child)."""
     marker = Path(task["marker"])
     if task["value"] == 2 and not marker.exists():
-        marker.write_text("hung")
+        child = subprocess.Popen(["sleep", "600"])
+        marker.write_text(str(child.pid))
         time.sleep(600)
     return task["value"]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has died
+    except FileNotFoundError:
+        return False
 
 
 def _always_crash(state, task):
@@ -71,6 +82,7 @@ def test_hung_worker_is_killed_and_its_task_rerun(tmp_path):
         assert pool.map(tasks) == list(range(4))
     assert time.monotonic() - start < 60
     assert any("episode 2" in m and "timeout" in m for m in messages), messages
+    assert not _alive(int((tmp_path / "hang").read_text())), "the hung worker's child process is killed with it"
 
 
 def test_task_that_keeps_killing_workers_stops_the_run():
