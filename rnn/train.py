@@ -18,15 +18,12 @@ step, so the data position resumes too); `--noresume` starts over. TensorBoard: 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import fnmatch
 import io
 import json
 import math
 import shutil
-import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -38,7 +35,7 @@ from tensorflow.core.framework import summary_pb2
 
 from rnn.data import (BATCH_KEYS, EpisodeBatches, SeriesSet, StreamBatches, load_series, split_episodes)
 from rnn.model import MDNRNN, MixtureParams, done_loss, load_rnn, mixture_distribution
-from run.errors import DataError, UserError
+from run.errors import DataError, UserError, sigterm_as_interrupt
 from run.layout import ExperimentLayout, experiment
 from run.progress import Progress
 from run.storage import atomic_path, read_json, write_json
@@ -217,23 +214,6 @@ def _summary(tag: str, value: Any, step: int, plugin: str = "scalars") -> None:
         plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=plugin), data_class=data_class)
     tensor = tf.constant(float(value), tf.float32) if plugin == "scalars" else tf.constant(str(value))
     tf.summary.write(tag, tensor, step=step, metadata=metadata)
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Makes SIGTERM raise KeyboardInterrupt in the block, so both end training with a checkpoint."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def save_model(model: MDNRNN, path: Path) -> None:

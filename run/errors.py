@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
-from typing import Callable, Sequence
+import threading
+from typing import Any, Callable, Iterator, Sequence
 
 from absl import app
 
@@ -50,3 +53,21 @@ def fail(message: str) -> None:
     sys.stderr.write(f"error: {' '.join(str(message).split())}\n")
     sys.stderr.flush()
     sys.exit(EXIT_USER_ERROR)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Makes SIGTERM raise KeyboardInterrupt in the block, so a scheduler's kill ends a run the way Ctrl-C does:
+    training saves a checkpoint, the pipeline records the stage as interrupted."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

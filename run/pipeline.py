@@ -28,7 +28,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from run.errors import UserError, run_main
+from run.errors import UserError, run_main, sigterm_as_interrupt
+
+EXIT_INTERRUPTED = 130  # the shell's code for a run ended by Ctrl-C
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 ENVS = ("doom", "carracing")
@@ -567,8 +569,13 @@ def main(argv) -> None:
 
     logging.set_verbosity(logging.WARNING)  # TF's checkpoint saver logs a line at INFO on every save
     FLAGS = flags.FLAGS
-    run_pipeline(FLAGS.exp_dir, config_from_flags(FLAGS), config_name=FLAGS.config,
-                 command=" ".join(["python -m run.pipeline", *map(shlex.quote, sys.argv[1:])]))
+    try:
+        with sigterm_as_interrupt():  # a scheduler's kill is recorded as an interrupted stage, like Ctrl-C
+            run_pipeline(FLAGS.exp_dir, config_from_flags(FLAGS), config_name=FLAGS.config,
+                         command=" ".join(["python -m run.pipeline", *map(shlex.quote, sys.argv[1:])]))
+    except KeyboardInterrupt:
+        sys.stderr.write("pipeline: interrupted; the same command resumes\n")
+        sys.exit(EXIT_INTERRUPTED)
 
 
 def define_flags() -> None:

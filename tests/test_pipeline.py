@@ -116,6 +116,30 @@ def test_a_killed_pipeline_resumes_and_skips_its_finished_stages(tmp_path):
     assert (exp_dir / CONTROLLER / "evaluation_doom.json").is_file() and (exp_dir / "report" / "README.md").is_file()
 
 
+def test_sigterm_records_the_stage_as_interrupted_and_the_time_it_ran(tmp_path):
+    exp_dir = tmp_path / "exp"
+    command = [sys.executable, "-m", "run.pipeline", "--config=doom_tiny", f"--exp_dir={exp_dir}"]
+    process = subprocess.Popen(command, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    record_path = exp_dir / "pipeline.json"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None and not list(exp_dir.glob("rollouts/ep*.npz")):
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)  # the pipeline's own process, as a scheduler would
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-2000:]
+    assert stderr.strip().splitlines()[-1] == "pipeline: interrupted; the same command resumes"
+    collect = json.loads(record_path.read_text())["stages"]["collect"]
+    assert collect["status"] == "interrupted" and collect["seconds"] > 0
+    deadline = time.monotonic() + 20  # multiprocessing's resource tracker exits once it sees the parent gone
+    while time.monotonic() < deadline:
+        left = subprocess.run(["pgrep", "-a", "-g", str(process.pid)], capture_output=True, text=True).stdout.strip()
+        if not left:
+            break
+        time.sleep(0.5)
+    assert not left, f"processes outlived the pipeline: {left}"
+
+
 def test_shipped_configs_parse_and_the_paper_configs_hold_the_papers_values():
     assert {"doom_paper", "doom_small", "doom_tiny", "carracing_paper", "carracing_small",
             "carracing_tiny"} <= set(config_names())

@@ -10,23 +10,20 @@ steps, at the end of every epoch and on Ctrl-C or SIGTERM. TensorBoard: `tensorb
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import io
 import json
 import math
 import shutil
-import signal
-import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from run.errors import DataError, UserError
+from run.errors import DataError, UserError, sigterm_as_interrupt
 from run.layout import ExperimentLayout, experiment
 from run.progress import Progress
 from run.storage import atomic_path, episode_files, read_json, write_json
@@ -153,23 +150,6 @@ def save_model(model: ConvVAE, path: Path) -> None:
         model = model_f32
     with atomic_path(path, suffix=".keras") as tmp:
         model.save(tmp)
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Makes SIGTERM raise KeyboardInterrupt in the block, so both end training with a checkpoint."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _check_run_config(layout: ExperimentLayout, run_config: dict[str, Any]) -> None:
