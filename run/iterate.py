@@ -112,6 +112,20 @@ def _evaluate(layout: ExperimentLayout, config: IterateConfig, say) -> dict:
         seed=config.seed, max_steps=config.max_steps, doom_resolution=config.doom_resolution))
 
 
+def _audit(layout: ExperimentLayout, config: IterateConfig, say) -> None:
+    """The round's dream audit (fixed policies and its controller, dream vs game), unless done or not asked."""
+    from run.dream_audit import AuditConfig, audit_dream
+
+    done = layout.report / "dream_audit.json"
+    if not config.audit_episodes or (done.exists() and read_json(done).get("episodes") == config.audit_episodes
+                                     and read_json(done).get("temperature") == config.temperature):
+        return
+    say(f"iterate: {layout.root.name}: dream audit, {config.audit_episodes} episodes per policy")
+    audit_dream(layout.root, AuditConfig(episodes=config.audit_episodes, temperature=config.temperature,
+                                         workers=config.workers, seed=config.seed,
+                                         doom_resolution=config.doom_resolution), verbose=False)
+
+
 def _dream_score(layout: ExperimentLayout, temperature: float) -> dict | None:
     history = controller_folder(layout, temperature) / "history.json"
     if not history.exists():
@@ -177,12 +191,7 @@ def run_round(root: Path, k: int, config: IterateConfig, say=print) -> dict:
     start = time.perf_counter()
     result = _evaluate(layout, config, say)
     times["evaluate"] = time.perf_counter() - start
-    if config.audit_episodes:
-        from run.dream_audit import AuditConfig, audit_dream
-
-        audit_dream(layout.root, AuditConfig(episodes=config.audit_episodes, temperature=config.temperature,
-                                             workers=config.workers, seed=config.seed,
-                                             doom_resolution=config.doom_resolution), verbose=False)
+    _audit(layout, config, say)
     return {"round": k, "real_mean": result["mean"], "real_std": result["std"], "real_episodes": result["episodes"],
             "dream": _dream_score(layout, config.temperature), "seconds": times,
             "folder": str(layout.root)}
@@ -203,6 +212,7 @@ def iterate(exp_dir, config: IterateConfig, verbose: bool = True) -> list[dict]:
     rounds = [{"round": 0, "real_mean": zero["mean"], "real_std": zero["std"], "real_episodes": zero["episodes"],
                "dream": _dream_score(base, config.temperature), "seconds": {}, "folder": str(root)}]
     say(f"iterate: round 0 (random data only): {zero['mean']:.0f} ± {zero['std']:.0f} real")
+    _audit(base, config, say)  # where round 0's controller exploits M, for comparison with later rounds
     for k in range(1, config.rounds + 1):
         rounds.append(run_round(root, k, config, say))
         say(f"iterate: round {k}: {rounds[-1]['real_mean']:.0f} ± {rounds[-1]['real_std']:.0f} real")

@@ -50,8 +50,10 @@ def test_two_rounds_write_their_folders_and_a_report_section(round_zero):
         assert json.loads((folder / "rnn" / "config.json").read_text())["init_model"].endswith("rnn.keras")
         validation = json.loads((folder / "rnn" / "split.json").read_text())["validation"]
         assert validation and all(name.startswith("ep0") for name in validation), "picked on the new episodes"
+    assert (round_zero / "report" / "dream_audit.md").exists(), "round 0's audit, for comparison"
     report = (round_zero / "report" / "iterate.md").read_text()
     assert "| 0 | random policy |" in report and "| 2 | + round 1 controller |" in report
+    assert report.count("[table](") == 3, report
     progress = json.loads((round_zero / "iterate" / "progress.json").read_text())
     assert all(r["real_episodes"] == 2 for r in progress["rounds"])
 
