@@ -25,7 +25,7 @@ from run.collect import check_worker_count
 from run.errors import UserError
 from run.layout import experiment
 from run.seeding import derive_seed
-from run.storage import write_json
+from run.storage import file_digest, write_json
 
 EVAL_ENVS = ("carracing", "doom")
 
@@ -88,7 +88,8 @@ def evaluate_controller(exp_dir, config: EvaluateConfig, verbose: bool = True) -
         scores = evaluator(params[None], seeds)[0]
     finally:
         evaluator.close()
-    result = {"env": config.env, "controller_file": str(path), "episodes": int(scores.size),
+    result = {"env": config.env, "controller_file": str(path), "controller_sha256": file_digest(path),
+              "episodes": int(scores.size),
               "mean": float(scores.mean()), "std": float(scores.std()), "scores": scores.tolist(),
               "seeds": seeds.tolist(), "max_steps": config.max_steps, "doom_resolution": config.doom_resolution}
     write_json(path.parent / f"evaluation_{config.env}.json", result)

@@ -19,7 +19,7 @@ from run.errors import UserError
 from run.layout import experiment
 from run.pool import WorkerPool
 from run.seeding import derive_seed
-from run.storage import write_json, write_text
+from run.storage import file_digest, write_json, write_text
 
 FIXED_POLICIES = ("always left", "always right", "stand still", "random, held 1-10 frames")
 HOLE_RATIO = 2.0  # dream survival this many times the real one ...
@@ -127,8 +127,9 @@ def audit_dream(exp_dir, config: AuditConfig, verbose: bool = True) -> list[dict
         rows.append({"policy": name, "dream_mean": dream_mean, "dream_std": float(dream[name].std()),
                      "real_mean": real_mean, "real_std": float(real[name].std()), "ratio": ratio,
                      "hole": bool(ratio > HOLE_RATIO and dream_mean - real_mean > HOLE_MARGIN)})
-    write_json(layout.report / "dream_audit.json", {"temperature": config.temperature, "episodes": config.episodes,
-                                                     "controller_file": controller_file, "rows": rows})
+    write_json(layout.report / "dream_audit.json", {
+        "temperature": config.temperature, "episodes": config.episodes, "controller_file": controller_file,
+        "controller_sha256": file_digest(controller_file) if controller_file else None, "rows": rows})
     write_text(layout.report / "dream_audit.md", audit_markdown(rows, config))
     if verbose:
         print(audit_markdown(rows, config))

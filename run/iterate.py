@@ -29,7 +29,7 @@ from pathlib import Path
 from run.errors import UserError
 from run.layout import ExperimentLayout, experiment
 from run.seeding import derive_seed
-from run.storage import read_json, write_json, write_text
+from run.storage import file_digest, read_json, write_json, write_text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,7 +104,8 @@ def _evaluate(layout: ExperimentLayout, config: IterateConfig, say) -> dict:
     result_file = controller_file.parent / "evaluation_doom.json"
     if result_file.exists():
         result = read_json(result_file)
-        if result.get("episodes") == config.eval_episodes:
+        if (result.get("episodes") == config.eval_episodes
+                and result.get("controller_sha256") == file_digest(controller_file)):
             say(f"iterate: {layout.root.name}: real evaluation already done")
             return result
     return evaluate_controller(layout.root, EvaluateConfig(
@@ -117,8 +118,10 @@ def _audit(layout: ExperimentLayout, config: IterateConfig, say) -> None:
     from run.dream_audit import AuditConfig, audit_dream
 
     done = layout.report / "dream_audit.json"
-    if not config.audit_episodes or (done.exists() and read_json(done).get("episodes") == config.audit_episodes
-                                     and read_json(done).get("temperature") == config.temperature):
+    recorded = read_json(done) if done.exists() else {}
+    wanted = {"episodes": config.audit_episodes, "temperature": config.temperature,
+              "controller_sha256": file_digest(controller_folder(layout, config.temperature) / "controller.json")}
+    if not config.audit_episodes or all(recorded.get(key) == value for key, value in wanted.items()):
         return
     say(f"iterate: {layout.root.name}: dream audit, {config.audit_episodes} episodes per policy")
     audit_dream(layout.root, AuditConfig(episodes=config.audit_episodes, temperature=config.temperature,

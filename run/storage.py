@@ -7,6 +7,7 @@ resumed run) sees either the complete file or nothing: a killed process never le
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -157,3 +158,9 @@ def episode_files(folder: str | os.PathLike, what: str = "episode") -> list[Path
 def episode_name(index: int) -> str:
     """File name of episode `index`, the same in `rollouts/` and `series/`."""
     return f"ep{index:06d}.npz"
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of a small file's bytes: tells whether a result was computed from this very file (a controller
+    trained further since keeps its path but not its digest)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

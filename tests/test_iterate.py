@@ -57,6 +57,19 @@ def test_two_rounds_write_their_folders_and_a_report_section(round_zero):
     progress = json.loads((round_zero / "iterate" / "progress.json").read_text())
     assert all(r["real_episodes"] == 2 for r in progress["rounds"])
 
+    # Run again: nothing is redone, except the scores of a controller trained further since (same path).
+    folder = round_zero / "iterate" / "round_02"
+    controller = folder / "controller" / "doomrnn_full_t1.15" / "controller.json"
+    results = [controller.parent / "evaluation_doom.json", folder / "report" / "dream_audit.json",
+               round_zero / "iterate" / "round_01" / "controller" / "doomrnn_full_t1.15" / "evaluation_doom.json"]
+    written = [path.stat().st_mtime_ns for path in results]
+    record = json.loads(controller.read_text())
+    controller.write_text(json.dumps({**record, "params": [x + 0.5 for x in record["params"]]}))
+    iterate(round_zero, IterateConfig(rounds=2, audit_episodes=2, **TINY), verbose=False)
+    rewritten = [path.stat().st_mtime_ns for path in results]
+    assert rewritten[0] != written[0] and rewritten[1] != written[1], "the changed controller is scored again"
+    assert rewritten[2] == written[2], "round 1's unchanged controller is not"
+
 
 def test_a_round_killed_mid_way_resumes(round_zero):
     args = [sys.executable, "-m", "run.iterate", f"--exp_dir={round_zero}", "--rounds=1"]
