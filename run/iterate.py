@@ -47,6 +47,7 @@ class IterateConfig:
     popsize: int = 64
     rollouts: int = 16
     generations: int = 40  # CMA-ES generations per round, in the dream
+    final_generations: int = 0  # the last round's (its C is the result; earlier ones only gather data); 0: same
     sigma: float = 0.1
     eval_every: int = 10
     eval_rollouts: int = 256
@@ -62,6 +63,8 @@ class IterateConfig:
         for name in ("rounds", "episodes_per_round", "rnn_steps", "generations", "eval_episodes", "workers"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name}={getattr(self, name)}: must be at least 1")
+        if self.final_generations < 0:
+            raise UserError(f"--final_generations={self.final_generations}: must be >= 0")
         if not 0.0 <= self.explore <= 1.0:
             raise UserError(f"--explore={self.explore}: must be in [0, 1]")
         return self
@@ -183,7 +186,8 @@ def run_round(root: Path, k: int, config: IterateConfig, say=print) -> dict:
 
     start = time.perf_counter()
     es = ESConfig(popsize=config.popsize, rollouts=config.rollouts, sigma=config.sigma,
-                  generations=config.generations, eval_every=config.eval_every,
+                  generations=config.final_generations if k == config.rounds and config.final_generations
+                  else config.generations, eval_every=config.eval_every,
                   eval_rollouts=config.eval_rollouts, seed=derive_seed(config.seed, k, 2))
     train_controller(layout.root, ControllerTrainConfig(
         env="doomrnn", es=es, workers=config.workers, temperature=config.temperature,
@@ -224,6 +228,15 @@ def iterate(exp_dir, config: IterateConfig, verbose: bool = True) -> list[dict]:
     return rounds
 
 
+def _audit_cell(audit: Path, report_dir: Path) -> str:
+    """A link when the audit sits beside the table (round 0), else its path (the report inlines every round's
+    audit, and a committed copy of the report folder must not hold dead links)."""
+    if not audit.exists():
+        return "not run"
+    relative = os.path.relpath(audit, report_dir)
+    return f"[table]({relative})" if os.sep not in relative else f"`{relative}`"
+
+
 def progress_markdown(rounds: list[dict], report_dir: Path) -> str:
     """The rounds as a Markdown table; links are relative to `report_dir`, where the file lives."""
     lines = ["| round | data | real score | dream score (CMA mean) | audit |", "|---|---|---|---|---|"]
@@ -234,7 +247,7 @@ def progress_markdown(rounds: list[dict], report_dir: Path) -> str:
         data = "random policy" if row["round"] == 0 else f"+ round {row['round'] - 1} controller"
         lines.append(f"| {row['round']} | {data} | {row['real_mean']:.0f} ± {row['real_std']:.0f} "
                      f"({row['real_episodes']} episodes) | {dream_text} | "
-                     f"{'[table](' + os.path.relpath(audit, report_dir) + ')' if audit.exists() else 'not run'} |")
+                     f"{_audit_cell(audit, report_dir)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -258,6 +271,8 @@ def define_flags() -> None:
                  "rnn_eval_every": "Steps between M's validations on the round's own episodes.",
                  "rnn_val_fraction": "Share of the round's own episodes held out to pick the fine-tuned M.",
                  "generations": "CMA-ES generations in the dream per round.",
+                 "final_generations": "CMA-ES generations of the last round, whose C is the result (0: "
+                                      "--generations).",
                  "eval_episodes": "Real episodes scoring each round's controller.",
                  "audit_episodes": "Episodes per policy of a dream audit after each round (0: none)."}
     for field in dataclasses.fields(IterateConfig):

@@ -77,6 +77,7 @@ class PipelineConfig:
     iterate_explore: float = 0.3  # chance per step of a random held action while collecting them
     iterate_rnn_steps: int = 1000  # M's fine-tuning steps each round
     iterate_generations: int = 40  # CMA-ES generations in the new dream each round
+    iterate_final_generations: int = 0  # the last round's generations (0: iterate_generations)
     iterate_audit_episodes: int = 0  # episodes per policy of a dream audit after each round (0: none)
 
     def resolved(self) -> "PipelineConfig":
@@ -279,6 +280,7 @@ def iterate_config(config: PipelineConfig):
         rnn_eval_every=config.rnn_eval_every,
         rnn_batch_size=config.rnn_batch_size or 100, rnn_seq_len=config.rnn_seq_len or 100,
         popsize=config.popsize, rollouts=config.rollouts, generations=config.iterate_generations,
+        final_generations=config.iterate_final_generations,
         sigma=config.sigma, eval_every=config.eval_every, eval_rollouts=config.eval_rollouts,
         real_eval_every=config.real_eval_every, eval_episodes=config.eval_episodes,
         audit_episodes=config.iterate_audit_episodes, workers=config.workers or os.cpu_count() or 1,
@@ -516,6 +518,8 @@ FLAG_HELP = {
     "iterate_explore": "Chance per step of a random held action while collecting them.",
     "iterate_rnn_steps": "M's fine-tuning steps each round.",
     "iterate_generations": "CMA-ES generations in the new dream each round.",
+    "iterate_final_generations": "CMA-ES generations of the last round, whose C is the result (0: "
+                                 "--iterate_generations).",
     "iterate_audit_episodes": "Episodes per policy of a dream audit after each round (0: none).",
 }
 

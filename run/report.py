@@ -244,6 +244,16 @@ def doom_section(experiments: list[Experiment]) -> str:
                     cells += ([_dream_cell(run) if run.train_env == "doomrnn" else "—", score(run.real)]
                               if other is experiment else ["—", "—"])
                 rows.append(cells)
+    for experiment in runs:
+        progress = _read_json(experiment.root / "iterate" / "progress.json") or {}
+        for entry in progress.get("rounds", [])[1:]:
+            cells = [f"{progress['config']['temperature']:.2f}, after iterative round {entry['round']} (the paper's "
+                     "procedure; M also saw the controller's real episodes)", "—", "—"]
+            for other in runs:
+                real = {"mean": entry["real_mean"], "std": entry["real_std"], "episodes": entry["real_episodes"]}
+                cells += ([score(entry["dream"]) + " *" if entry.get("dream") else "—", score(real)]
+                          if other is experiment else ["—", "—"])
+            rows.append(cells)
     for name, (mean, std) in DOOM_BASELINES.items():
         rows.append([name, "—", paper_score(mean, std)] + ["—", "—"] * len(runs or [None]))
     return (f"### Doom Take Cover\n\n{_table(header, rows)}\n\nSolved: more than {DOOM_SOLVED} steps on average. "
@@ -305,10 +315,13 @@ def machine_section(experiment: Experiment) -> str:
     if not pipeline:
         return f"No `pipeline.json` in {experiment.root}: stage times and machine {NOT_RUN}.\n"
     total = pipeline.get("total_seconds")
+    interrupted = sum(entry.get("earlier_attempts_seconds", 0.0) for entry in pipeline.get("stages", {}).values())
     text = (f"Config `{pipeline.get('config_name') or 'flags only'}`"
             + (f"; command: `{pipeline['command']}`" if pipeline.get("command") else "") + "\n\n"
             + _table(["stage", "status", "wall time", "started", "machine"], _stage_rows(pipeline))
-            + f"\n\nTotal of the finished stages: {_duration(total)}.\n\n")
+            + f"\n\nTotal of the finished stages: {_duration(total)}"
+            + (f" (+{_duration(interrupted)} in interrupted attempts they resumed from: {_duration(total + interrupted)}"
+               " in all)" if interrupted and total is not None else "") + ".\n\n")
     machines = pipeline.get("machines") or {}
     rows = [[host, m.get("cpu", "?"), f"{m.get('usable_cores', '?')} of {m.get('cores', '?')}",
              f"{m.get('memory_gb', '?')} GB", m.get("tensorflow", "?"), ", ".join(m.get("gpus") or []) or "none",
@@ -445,6 +458,9 @@ def experiment_section(experiment: Experiment, assets: Assets, config: ReportCon
     parts.append("### Iterative training\n\n" + (
         _demote(rounds.read_text(encoding="utf-8")) + "\n" if rounds.is_file() else
         f"{NOT_RUN} (`python -m run.iterate --exp_dir={root}`).\n"))
+    for audit in sorted((root / "iterate").glob("round_*/report/dream_audit.md")):
+        parts.append(f"#### Dream audit after {audit.parent.parent.name.replace('_', ' ')}\n\n"
+                     + _demote(audit.read_text(encoding="utf-8"), levels=3) + "\n")
     return "\n".join(parts)
 
 

@@ -40,6 +40,11 @@ def test_report_of_a_finished_run_has_the_papers_columns_counts_times_and_images
     assert "| 1.15 | 918 ± 546 | 1,092 ± 556 |" in text
     assert f"{evaluation['mean']:,.0f} ± {evaluation['std']:,.0f} (4) |" in text
     assert "| 0.10 | 2,086 ± 140 | 193 ± 58 | not run | not run |" in text
+    round_one = json.loads((doom_tiny / "iterate" / "progress.json").read_text())["rounds"][1]
+    assert (f"| 1.15, after iterative round 1 (the paper's procedure; M also saw the controller's real episodes) "
+            f"| — | — | {round_one['dream']['mean']:,.0f} ± ") in text
+    assert f"| {round_one['real_mean']:,.0f} ± {round_one['real_std']:,.0f} (4) |" in text
+    assert "#### Dream audit after round 01" in text and "| always left |" in text  # each round's audit, inline
     # parameter counts, this run (the paper's architectures) beside the paper's
     assert "| V (ConvVAE) | 4,446,915 | 4,446,915 |" in text
     assert "| M (MDN-RNN) | 1,678,785 | 1,678,785 |" in text
@@ -59,7 +64,8 @@ def test_report_of_a_finished_run_has_the_papers_columns_counts_times_and_images
     strip = np.asarray(Image.open(out / "dream_strip.png"))
     assert strip.shape[0] == 128 and strip.shape[1] % 128 == 0  # frames of V's decoding, 2x enlarged
     assert (out / "dream.gif").is_file()
-    assert "### Temperature sweep\n\nnot run" in text and "### Dream audit\n\nnot run" in text
+    assert "### Temperature sweep\n\nnot run" in text
+    assert "### Dream audit\n\n##### Dream audit (tau = 1.15, 2 episodes per policy" in text  # round 0's, by iterate
 
 
 def test_missing_pieces_are_shown_as_not_run_and_several_experiments_make_one_report(doom_tiny, tmp_path):
