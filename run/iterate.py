@@ -46,8 +46,7 @@ class IterateConfig:
     rnn_seq_len: int = 100
     popsize: int = 64
     rollouts: int = 16
-    generations: int = 40  # CMA-ES generations per round, in the dream
-    final_generations: int = 0  # the last round's (its C is the result; earlier ones only gather data); 0: same
+    generations: tuple[int, ...] = (40,)  # CMA-ES generations in the dream, per round; the last one repeats
     sigma: float = 0.1
     eval_every: int = 10
     eval_rollouts: int = 256
@@ -60,14 +59,28 @@ class IterateConfig:
     doom_resolution: str = "640x480"
 
     def validated(self) -> "IterateConfig":
-        for name in ("rounds", "episodes_per_round", "rnn_steps", "generations", "eval_episodes", "workers"):
+        for name in ("rounds", "episodes_per_round", "rnn_steps", "eval_episodes", "workers"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name}={getattr(self, name)}: must be at least 1")
-        if self.final_generations < 0:
-            raise UserError(f"--final_generations={self.final_generations}: must be >= 0")
+        parse_generations(",".join(map(str, self.generations)))
         if not 0.0 <= self.explore <= 1.0:
             raise UserError(f"--explore={self.explore}: must be in [0, 1]")
         return self
+
+    def generations_of(self, k: int) -> int:
+        """Round k's CMA-ES generations (k >= 1): the k-th value, or the last for rounds beyond the list."""
+        return self.generations[min(k, len(self.generations)) - 1]
+
+
+def parse_generations(text: str, flag: str = "generations") -> tuple[int, ...]:
+    """'20,60,30' -> (20, 60, 30): generations per round, from the flag named `flag`."""
+    try:
+        generations = tuple(int(part) for part in str(text).split(","))
+    except ValueError:
+        generations = ()
+    if not generations or min(generations) < 1:
+        raise UserError(f"--{flag}={text}: give one whole number >= 1 per round, separated by commas")
+    return generations
 
 
 # A round's own episodes in its series/ (earlier rounds' are linked in as ep_rNN_*). M is validated, and the
@@ -186,8 +199,7 @@ def run_round(root: Path, k: int, config: IterateConfig, say=print) -> dict:
 
     start = time.perf_counter()
     es = ESConfig(popsize=config.popsize, rollouts=config.rollouts, sigma=config.sigma,
-                  generations=config.final_generations if k == config.rounds and config.final_generations
-                  else config.generations, eval_every=config.eval_every,
+                  generations=config.generations_of(k), eval_every=config.eval_every,
                   eval_rollouts=config.eval_rollouts, seed=derive_seed(config.seed, k, 2))
     train_controller(layout.root, ControllerTrainConfig(
         env="doomrnn", es=es, workers=config.workers, temperature=config.temperature,
@@ -256,6 +268,7 @@ def main(argv) -> None:
 
     FLAGS = flags.FLAGS
     fields = {field.name: getattr(FLAGS, field.name) for field in dataclasses.fields(IterateConfig)}
+    fields["generations"] = parse_generations(",".join(fields["generations"]))
     iterate(FLAGS.exp_dir, IterateConfig(**fields))
 
 
@@ -270,15 +283,16 @@ def define_flags() -> None:
                  "rnn_learning_rate": "Adam's starting rate when fine-tuning M.",
                  "rnn_eval_every": "Steps between M's validations on the round's own episodes.",
                  "rnn_val_fraction": "Share of the round's own episodes held out to pick the fine-tuned M.",
-                 "generations": "CMA-ES generations in the dream per round.",
-                 "final_generations": "CMA-ES generations of the last round, whose C is the result (0: "
-                                      "--generations).",
+                 "generations": "CMA-ES generations in the dream per round: one value for all rounds, or one "
+                                "per round (e.g. 20,60: the last value serves the later rounds).",
                  "eval_episodes": "Real episodes scoring each round's controller.",
                  "audit_episodes": "Episodes per policy of a dream audit after each round (0: none)."}
     for field in dataclasses.fields(IterateConfig):
         value = getattr(defaults, field.name)
         text = help_text.get(field.name, field.name.replace("_", " ").capitalize() + ".")
-        if isinstance(value, bool):
+        if isinstance(value, tuple):
+            flags.DEFINE_list(field.name, [str(v) for v in value], text)
+        elif isinstance(value, bool):
             flags.DEFINE_bool(field.name, value, text)
         elif isinstance(value, int):
             flags.DEFINE_integer(field.name, value, text)

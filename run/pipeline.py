@@ -76,8 +76,7 @@ class PipelineConfig:
     iterate_episodes: int = 600  # real episodes collected with the current controller each round
     iterate_explore: float = 0.3  # chance per step of a random held action while collecting them
     iterate_rnn_steps: int = 1000  # M's fine-tuning steps each round
-    iterate_generations: int = 40  # CMA-ES generations in the new dream each round
-    iterate_final_generations: int = 0  # the last round's generations (0: iterate_generations)
+    iterate_generations: str = "40"  # CMA-ES generations in the new dream, per round ("20,60": the last repeats)
     iterate_audit_episodes: int = 0  # episodes per policy of a dream audit after each round (0: none)
 
     def resolved(self) -> "PipelineConfig":
@@ -94,6 +93,10 @@ class PipelineConfig:
             raise UserError(f"--iterate_rounds={self.iterate_rounds}: must be >= 0")
         if self.iterate_rounds and controller_env != "doomrnn":
             raise UserError("--iterate_rounds needs Doom trained in the dream (--controller_env=doomrnn)")
+        if self.iterate_rounds:
+            from run.iterate import parse_generations
+
+            parse_generations(self.iterate_generations, "iterate_generations")
         if self.doom_resolution not in DOOM_RESOLUTIONS:
             raise UserError(f"--doom_resolution={self.doom_resolution}: choose from {', '.join(DOOM_RESOLUTIONS)}")
         for name in ("episodes", "vae_epochs", "vae_batch_size", "rnn_eval_every", "popsize", "rollouts",
@@ -177,6 +180,8 @@ def validate_stage_configs(config: PipelineConfig) -> None:
     vae_config(config).validated()
     rnn_config(config).resolved(config.env)
     controller_config(config).validated()
+    if config.iterate_rounds:
+        iterate_config(config).validated()
 
 
 # ---- stages: settings that decide their output, completeness of that output, and the call ----
@@ -272,15 +277,14 @@ def _run_evaluate(exp_dir: Path, config: PipelineConfig, verbose: bool) -> None:
 
 def iterate_config(config: PipelineConfig):
     """run.iterate's settings: the pipeline's M, C and evaluation sizes, the iterate_* budget per round."""
-    from run.iterate import IterateConfig
+    from run.iterate import IterateConfig, parse_generations
 
     return IterateConfig(
         rounds=max(config.iterate_rounds, 1), episodes_per_round=config.iterate_episodes,
         explore=config.iterate_explore, temperature=config.temperature, rnn_steps=config.iterate_rnn_steps,
         rnn_eval_every=config.rnn_eval_every,
         rnn_batch_size=config.rnn_batch_size or 100, rnn_seq_len=config.rnn_seq_len or 100,
-        popsize=config.popsize, rollouts=config.rollouts, generations=config.iterate_generations,
-        final_generations=config.iterate_final_generations,
+        popsize=config.popsize, rollouts=config.rollouts, generations=parse_generations(config.iterate_generations),
         sigma=config.sigma, eval_every=config.eval_every, eval_rollouts=config.eval_rollouts,
         real_eval_every=config.real_eval_every, eval_episodes=config.eval_episodes,
         audit_episodes=config.iterate_audit_episodes, workers=config.workers or os.cpu_count() or 1,
@@ -517,9 +521,8 @@ FLAG_HELP = {
     "iterate_episodes": "Real episodes collected with the current controller each round.",
     "iterate_explore": "Chance per step of a random held action while collecting them.",
     "iterate_rnn_steps": "M's fine-tuning steps each round.",
-    "iterate_generations": "CMA-ES generations in the new dream each round.",
-    "iterate_final_generations": "CMA-ES generations of the last round, whose C is the result (0: "
-                                 "--iterate_generations).",
+    "iterate_generations": "CMA-ES generations in the new dream per round: one value for all rounds, or one "
+                           "per round (e.g. 20,60: the last value serves the later rounds).",
     "iterate_audit_episodes": "Episodes per policy of a dream audit after each round (0: none).",
 }
 

@@ -14,11 +14,12 @@ import pytest
 from controller.es import ESConfig
 from controller.train import ControllerTrainConfig, train_controller
 from run.dream_audit import FIXED_POLICIES, AuditConfig, audit_dream
-from run.iterate import IterateConfig, iterate
+from run.errors import UserError
+from run.iterate import IterateConfig, iterate, parse_generations
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(episodes_per_round=3, explore=0.3, rnn_steps=4, rnn_batch_size=2, rnn_seq_len=20, popsize=4,
-            rollouts=2, generations=2, eval_every=1, eval_rollouts=4, eval_episodes=2, workers=2, max_steps=100,
+            rollouts=2, generations=(2,), eval_every=1, eval_rollouts=4, eval_episodes=2, workers=2, max_steps=100,
             doom_resolution="160x120")
 
 
@@ -35,7 +36,7 @@ def round_zero(rigged_dream, tmp_path) -> Path:
 
 
 def test_two_rounds_write_their_folders_and_a_report_section(round_zero):
-    rounds = iterate(round_zero, IterateConfig(rounds=2, audit_episodes=2, final_generations=3, **TINY),
+    rounds = iterate(round_zero, IterateConfig(rounds=2, audit_episodes=2, **{**TINY, 'generations': (2, 3)}),
                      verbose=False)
     assert [r["round"] for r in rounds] == [0, 1, 2]
     for k in (1, 2):
@@ -48,7 +49,7 @@ def test_two_rounds_write_their_folders_and_a_report_section(round_zero):
         controller = folder / "controller" / "doomrnn_full_t1.15"
         assert (controller / "controller.json").exists() and (controller / "evaluation_doom.json").exists()
         generations = len(json.loads((controller / "history.json").read_text())["generations"])
-        assert generations == (3 if k == 2 else 2), "the last round's C trains final_generations"
+        assert generations == (3 if k == 2 else 2), "each round trains its own generations"
         assert (folder / "report" / "dream_audit.md").exists()
         assert json.loads((folder / "rnn" / "config.json").read_text())["init_model"].endswith("rnn.keras")
         validation = json.loads((folder / "rnn" / "split.json").read_text())["validation"]
@@ -68,15 +69,23 @@ def test_two_rounds_write_their_folders_and_a_report_section(round_zero):
     written = [path.stat().st_mtime_ns for path in results]
     record = json.loads(controller.read_text())
     controller.write_text(json.dumps({**record, "params": [x + 0.5 for x in record["params"]]}))
-    iterate(round_zero, IterateConfig(rounds=2, audit_episodes=2, final_generations=3, **TINY), verbose=False)
+    iterate(round_zero, IterateConfig(rounds=2, audit_episodes=2, **{**TINY, 'generations': (2, 3)}), verbose=False)
     rewritten = [path.stat().st_mtime_ns for path in results]
     assert rewritten[0] != written[0] and rewritten[1] != written[1], "the changed controller is scored again"
     assert rewritten[2] == written[2], "round 1's unchanged controller is not"
 
 
+def test_generations_are_given_per_round_and_the_last_value_repeats():
+    assert [IterateConfig(generations=(20, 60)).generations_of(k) for k in (1, 2, 3)] == [20, 60, 60]
+    assert parse_generations("20,60,30") == (20, 60, 30)
+    for bad in ("", "20,x", "20,0"):
+        with pytest.raises(UserError, match=f"--generations={bad}:"):
+            parse_generations(bad)
+
+
 def test_a_round_killed_mid_way_resumes(round_zero):
     args = [sys.executable, "-m", "run.iterate", f"--exp_dir={round_zero}", "--rounds=1"]
-    args += [f"--{key}={value}" for key, value in TINY.items()] + ["--episodes_per_round=6"]
+    args += [f"--{key}={value}" for key, value in {**TINY, "generations": 2}.items()] + ["--episodes_per_round=6"]
     process = subprocess.Popen(args, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     rollouts = round_zero / "iterate" / "round_01" / "rollouts"

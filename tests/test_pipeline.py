@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from run.errors import UserError
-from run.pipeline import STAGES, config_names, load_config, run_pipeline, validate_stage_configs
+from run.pipeline import STAGES, config_names, iterate_config, load_config, run_pipeline, validate_stage_configs
 
 REPO = Path(__file__).resolve().parents[1]
 CONTROLLER = Path("controller") / "doomrnn_full_t1.15"
@@ -158,6 +158,7 @@ def test_shipped_configs_parse_and_the_paper_configs_hold_the_papers_values():
     assert (car.popsize, car.rollouts, car.eval_every, car.eval_rollouts, car.eval_episodes) == (64, 16, 25, 1024, 100)
     small = load_config("doom_small")
     assert small.temperature == 1.15 and small.rnn_hidden == 512 and small.eval_episodes == 100
+    assert len(iterate_config(small).generations) == small.iterate_rounds, "one C budget per round"
     # a flag given beside the config wins over the file
     assert load_config("doom_tiny", episodes=3, generations=7).episodes == 3
     assert load_config("doom_tiny", generations=7).generations == 7
@@ -183,6 +184,7 @@ def test_a_config_can_be_a_copied_and_edited_file(tmp_path):
     (["--config=doom_tiny", "--env=carracing"], "--controller_env=doomrnn"),
     (["--config=doom_tiny", "--popsize=0"], "--popsize=0"),
     (["--config=doom_tiny", "--doom_resolution=1x1"], "--doom_resolution=1x1"),
+    (["--config=doom_tiny", "--iterate_rounds=2", "--iterate_generations=20,x"], "--iterate_generations=20,x"),
 ])
 def test_bad_input_gives_one_error_line_and_exit_2(tmp_path, args, message):
     result = subprocess.run([sys.executable, "-m", "run.pipeline", f"--exp_dir={tmp_path / 'exp'}", *args],
