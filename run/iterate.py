@@ -1,21 +1,23 @@
 """The paper's iterative training (after Learning to Think): play the current controller in the real game,
-improve M on what it saw, retrain C inside the improved dream, repeat.
+improve M on what it saw, retrain C with the improved M, repeat.
 
-    python -m run.iterate --exp_dir=DIR --rounds=2 --episodes_per_round=600 --explore=0.3
+    python -m run.iterate --exp_dir=DIR --rounds=2 --episodes_per_round=600 --explore=0.3 [--env=carracing]
 
-DIR is round 0: an experiment trained on random data (V, M, series, and a controller trained in the dream, e.g.
-by `run.pipeline --config=doom_small`). Round k lives in DIR/iterate/round_k/, an experiment folder of its own:
+DIR is round 0: an experiment trained on random data (V, M, series, and C: for Doom trained in the dream, e.g.
+by `run.pipeline --config=doom_small`; for CarRacing the full [z, h] C trained in the real game). Round k lives
+in DIR/iterate/round_k/, an experiment folder of its own:
   rollouts/  real episodes of round k-1's controller, with random held actions mixed in (`--explore`)
   series/    their encoding by V (V stays round 0's) plus links to every earlier round's series
   rnn/       M fine-tuned from round k-1's weights on all series so far
-  controller/doomrnn_full_t<tau>/  C retrained in the new dream, warm-started from round k-1's CMA mean,
-             with its real evaluation
-and, with --audit_episodes, report/dream_audit.md. Each step resumes or is skipped when done, so a killed round
-resumes. DIR/iterate/progress.json and DIR/report/iterate.md sum the rounds up: real and dream scores per round,
-beside round 0's (random data only).
+  controller/doomrnn_full_t<tau>/ (Doom: C retrained in the new dream) or carracing_full/ (CarRacing: C retrained
+             in the real game on the new M's h), warm-started from round k-1's CMA mean, with its real evaluation
+and, for Doom with --audit_episodes, report/dream_audit.md. Each step resumes or is skipped when done, so a
+killed round resumes. DIR/iterate/progress.json and DIR/report/iterate.md sum the rounds up: real (and dream)
+scores per round, beside round 0's (random data only).
 
-Why: a prototype here scored 163 ± 45 with random data only (M had learnt that hugging a wall is safe) and
-768 ± 498 after one round.
+Why: a Doom prototype here scored 163 ± 45 with random data only (M had learnt that hugging a wall is safe) and
+768 ± 498 after one round. In CarRacing, random driving rarely goes fast along the track: M sees that only in
+the controller's episodes.
 """
 
 from __future__ import annotations
@@ -32,40 +34,53 @@ from run.seeding import derive_seed
 from run.storage import file_digest, read_json, write_json, write_text
 
 
+TRAIN_ENV = {"doom": "doomrnn", "carracing": "carracing"}
+
+
 @dataclasses.dataclass(frozen=True)
 class IterateConfig:
+    env: str = "doom"  # doom (C trains in M's dream) or carracing (C trains in the real game on M's h)
     rounds: int = 1
     episodes_per_round: int = 600  # the prototype's one successful round
     explore: float = 0.3  # chance a step starts a random action held 1-10 frames
-    temperature: float = 1.15
+    temperature: float = 1.15  # Doom: the dream's tau
     rnn_steps: int = 1000  # fine-tuning steps of M per round
     rnn_learning_rate: float = 1e-3  # Adam's starting rate when fine-tuning M (2018 code's rate)
     rnn_eval_every: int = 100  # steps between M's validations on the round's own episodes
     rnn_val_fraction: float = 0.1  # share of the round's own episodes held out to pick M
-    rnn_batch_size: int = 100
-    rnn_seq_len: int = 100
+    rnn_batch_size: int | None = None  # None: the paper's (100)
+    rnn_seq_len: int | None = None  # None: the paper's (CarRacing 999, Doom 500)
     popsize: int = 64
     rollouts: int = 16
     generations: tuple[int, ...] = (40,)  # CMA-ES generations in the dream, per round; the last one repeats
     sigma: float = 0.1
     eval_every: int = 10
     eval_rollouts: int = 256
-    real_eval_every: int = 0  # also play the CMA mean in the real game every K generations (0: never)
+    real_eval_every: int = 0  # Doom: also play the CMA mean in the real game every K generations (0: never)
     eval_episodes: int = 100  # real episodes scoring each round's controller
-    audit_episodes: int = 0  # per policy; 0: no audit
+    audit_episodes: int = 0  # Doom: episodes per policy of a dream audit; 0: no audit
     workers: int = 2
     seed: int = 0
-    max_steps: int = 2100
+    max_steps: int | None = None  # None: the task's limit (CarRacing 1,000, Doom 2,100)
     doom_resolution: str = "640x480"
 
     def validated(self) -> "IterateConfig":
+        from run.collect import MAX_STEPS
+
+        if self.env not in TRAIN_ENV:
+            raise UserError(f"--env={self.env}: choose from {', '.join(TRAIN_ENV)}")
         for name in ("rounds", "episodes_per_round", "rnn_steps", "eval_episodes", "workers"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name}={getattr(self, name)}: must be at least 1")
         parse_generations(",".join(map(str, self.generations)))
         if not 0.0 <= self.explore <= 1.0:
             raise UserError(f"--explore={self.explore}: must be in [0, 1]")
-        return self
+        return dataclasses.replace(self, max_steps=self.max_steps or MAX_STEPS[self.env])
+
+    @property
+    def train_env(self) -> str:
+        """Where C trains: the dream for Doom (the paper's Take Cover procedure), the real game for CarRacing."""
+        return TRAIN_ENV[self.env]
 
     def generations_of(self, k: int) -> int:
         """Round k's CMA-ES generations (k >= 1): the k-th value, or the last for rounds beyond the list."""
@@ -89,10 +104,10 @@ def parse_generations(text: str, flag: str = "generations") -> tuple[int, ...]:
 OWN_EPISODES = "ep[0-9]*.npz"
 
 
-def controller_folder(layout: ExperimentLayout, temperature: float) -> Path:
+def controller_folder(layout: ExperimentLayout, config: IterateConfig) -> Path:
     from controller.rollouts import controller_dir
 
-    return controller_dir(layout.controller, "doomrnn", "full", temperature)
+    return controller_dir(layout.controller, config.train_env, "full", config.temperature)
 
 
 def round_dir(root: Path, k: int) -> Path:
@@ -116,8 +131,8 @@ def _link_series(root: Path, k: int, series: Path) -> None:
 def _evaluate(layout: ExperimentLayout, config: IterateConfig, say) -> dict:
     from controller.evaluate import EvaluateConfig, evaluate_controller
 
-    controller_file = controller_folder(layout, config.temperature) / "controller.json"
-    result_file = controller_file.parent / "evaluation_doom.json"
+    controller_file = controller_folder(layout, config) / "controller.json"
+    result_file = controller_file.parent / f"evaluation_{config.env}.json"
     if result_file.exists():
         result = read_json(result_file)
         if (result.get("episodes") == config.eval_episodes
@@ -125,7 +140,7 @@ def _evaluate(layout: ExperimentLayout, config: IterateConfig, say) -> dict:
             say(f"iterate: {layout.root.name}: real evaluation already done")
             return result
     return evaluate_controller(layout.root, EvaluateConfig(
-        env="doom", episodes=config.eval_episodes, controller_file=str(controller_file), workers=config.workers,
+        env=config.env, episodes=config.eval_episodes, controller_file=str(controller_file), workers=config.workers,
         seed=config.seed, max_steps=config.max_steps, doom_resolution=config.doom_resolution))
 
 
@@ -133,10 +148,12 @@ def _audit(layout: ExperimentLayout, config: IterateConfig, say) -> None:
     """The round's dream audit (fixed policies and its controller, dream vs game), unless done or not asked."""
     from run.dream_audit import AuditConfig, audit_dream
 
+    if config.env != "doom":
+        return  # CarRacing's C does not train in a dream
     done = layout.report / "dream_audit.json"
     recorded = read_json(done) if done.exists() else {}
     wanted = {"episodes": config.audit_episodes, "temperature": config.temperature,
-              "controller_sha256": file_digest(controller_folder(layout, config.temperature) / "controller.json")}
+              "controller_sha256": file_digest(controller_folder(layout, config) / "controller.json")}
     if not config.audit_episodes or all(recorded.get(key) == value for key, value in wanted.items()):
         return
     say(f"iterate: {layout.root.name}: dream audit, {config.audit_episodes} episodes per policy")
@@ -145,9 +162,10 @@ def _audit(layout: ExperimentLayout, config: IterateConfig, say) -> None:
                                          doom_resolution=config.doom_resolution), verbose=False)
 
 
-def _dream_score(layout: ExperimentLayout, temperature: float) -> dict | None:
-    history = controller_folder(layout, temperature) / "history.json"
-    if not history.exists():
+def _dream_score(layout: ExperimentLayout, config: IterateConfig) -> dict | None:
+    """The CMA mean's last evaluation in the dream (Doom); None for C trained in the real game."""
+    history = controller_folder(layout, config) / "history.json"
+    if config.train_env != "doomrnn" or not history.exists():
         return None
     evaluations = [e for e in read_json(history)["evaluations"] if "mean" in e]
     return evaluations[-1] if evaluations else None
@@ -164,10 +182,9 @@ def run_round(root: Path, k: int, config: IterateConfig, say=print) -> dict:
 
     previous = experiment(round_dir(root, k - 1), create=False)
     layout = experiment(round_dir(root, k))
-    previous_controller = controller_folder(previous, config.temperature) / "controller.json"
+    previous_controller = controller_folder(previous, config) / "controller.json"
     if not previous_controller.exists():
-        raise UserError(f"{previous_controller}: round {k - 1} has no controller trained in the dream at "
-                        f"tau {config.temperature:g}; train it first")
+        raise UserError(f"{previous_controller}: round {k - 1} has no controller; train it first")
     times = {}
     _link(experiment(root, create=False).vae_model, layout.vae_model)  # V stays round 0's
 
@@ -175,7 +192,7 @@ def run_round(root: Path, k: int, config: IterateConfig, say=print) -> dict:
     say(f"iterate: round {k}: collecting {config.episodes_per_round} real episodes with round {k - 1}'s "
         f"controller (explore {config.explore:g})")
     collect_rollouts(layout.root, CollectConfig(
-        env="doom", episodes=config.episodes_per_round, workers=config.workers, seed=derive_seed(config.seed, k),
+        env=config.env, episodes=config.episodes_per_round, workers=config.workers, seed=derive_seed(config.seed, k),
         max_steps=config.max_steps, policy="controller", controller_file=str(previous_controller),
         explore=config.explore, models_dir=str(previous.root), doom_resolution=config.doom_resolution))
     times["collect"] = time.perf_counter() - start
@@ -186,12 +203,13 @@ def run_round(root: Path, k: int, config: IterateConfig, say=print) -> dict:
     times["encode"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    previous_rnn = load_rnn(previous.rnn_model, expect={"predict_done": True})
+    predict_done = config.env == "doom"  # the paper's Doom M also predicts death; its CarRacing M does not
+    previous_rnn = load_rnn(previous.rnn_model, expect={"predict_done": predict_done})
     say(f"iterate: round {k}: fine-tuning M from round {k - 1}'s on "
         f"{len(list(layout.series.glob('ep*.npz')))} episodes")
     train_rnn(layout.root, RNNTrainConfig(
         steps=config.rnn_steps, batch_size=config.rnn_batch_size, seq_len=config.rnn_seq_len,
-        hidden=previous_rnn.hidden_size, num_mixtures=previous_rnn.num_mixtures, predict_done=True,
+        hidden=previous_rnn.hidden_size, num_mixtures=previous_rnn.num_mixtures, predict_done=predict_done,
         learning_rate=config.rnn_learning_rate, eval_every=config.rnn_eval_every,
         checkpoint_every=config.rnn_eval_every, val_fraction=config.rnn_val_fraction, val_pattern=OWN_EPISODES,
         seed=derive_seed(config.seed, k, 1), init_model=str(previous.rnn_model)), verbose=False)
@@ -202,9 +220,9 @@ def run_round(root: Path, k: int, config: IterateConfig, say=print) -> dict:
                   generations=config.generations_of(k), eval_every=config.eval_every,
                   eval_rollouts=config.eval_rollouts, seed=derive_seed(config.seed, k, 2))
     train_controller(layout.root, ControllerTrainConfig(
-        env="doomrnn", es=es, workers=config.workers, temperature=config.temperature,
+        env=config.train_env, es=es, workers=config.workers, temperature=config.temperature,
         max_steps=config.max_steps, doom_resolution=config.doom_resolution,
-        real_eval_every=config.real_eval_every, init_file=str(previous_controller)), verbose=False)
+        real_eval_every=config.real_eval_every if config.train_env == "doomrnn" else 0, init_file=str(previous_controller)), verbose=False)
     times["controller"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -212,7 +230,7 @@ def run_round(root: Path, k: int, config: IterateConfig, say=print) -> dict:
     times["evaluate"] = time.perf_counter() - start
     _audit(layout, config, say)
     return {"round": k, "real_mean": result["mean"], "real_std": result["std"], "real_episodes": result["episodes"],
-            "dream": _dream_score(layout, config.temperature), "seconds": times,
+            "dream": _dream_score(layout, config), "seconds": times,
             "folder": str(layout.root)}
 
 
@@ -222,21 +240,22 @@ def iterate(exp_dir, config: IterateConfig, verbose: bool = True) -> list[dict]:
     say = print if verbose else (lambda *args, **kwargs: None)
     root = experiment(exp_dir, create=False).root
     base = experiment(root, create=False)
-    for needed in (base.vae_model, base.rnn_model, base.initial_z,
-                   controller_folder(base, config.temperature) / "controller.json"):
+    needs = [base.vae_model, base.rnn_model, controller_folder(base, config) / "controller.json"]
+    for needed in needs + ([base.initial_z] if config.env == "doom" else []):
         if not needed.exists():
-            raise UserError(f"{needed}: missing; round 0 needs V, M, series and a controller trained in the dream "
-                            f"at tau {config.temperature:g} (run.pipeline --config=doom_small makes them)")
+            where = f"in the dream at tau {config.temperature:g}" if config.env == "doom" else "in the real game"
+            raise UserError(f"{needed}: missing; round 0 needs V, M, series and a full C trained {where} "
+                            f"(run.pipeline --config={config.env}_small makes them)")
     zero = _evaluate(base, config, say)
     rounds = [{"round": 0, "real_mean": zero["mean"], "real_std": zero["std"], "real_episodes": zero["episodes"],
-               "dream": _dream_score(base, config.temperature), "seconds": {}, "folder": str(root)}]
+               "dream": _dream_score(base, config), "seconds": {}, "folder": str(root)}]
     say(f"iterate: round 0 (random data only): {zero['mean']:.0f} ± {zero['std']:.0f} real")
     _audit(base, config, say)  # where round 0's controller exploits M, for comparison with later rounds
     for k in range(1, config.rounds + 1):
         rounds.append(run_round(root, k, config, say))
         say(f"iterate: round {k}: {rounds[-1]['real_mean']:.0f} ± {rounds[-1]['real_std']:.0f} real")
         write_json(root / "iterate" / "progress.json", {"config": dataclasses.asdict(config), "rounds": rounds})
-        write_text(base.report / "iterate.md", progress_markdown(rounds, base.report))
+        write_text(base.report / "iterate.md", progress_markdown(rounds, base.report, dream=config.env == "doom"))
     return rounds
 
 
@@ -249,17 +268,21 @@ def _audit_cell(audit: Path, report_dir: Path) -> str:
     return f"[table]({relative})" if os.sep not in relative else f"`{relative}`"
 
 
-def progress_markdown(rounds: list[dict], report_dir: Path) -> str:
-    """The rounds as a Markdown table; links are relative to `report_dir`, where the file lives."""
-    lines = ["| round | data | real score | dream score (CMA mean) | audit |", "|---|---|---|---|---|"]
+def progress_markdown(rounds: list[dict], report_dir: Path, dream: bool = True) -> str:
+    """The rounds as a Markdown table (with the dream's columns when C trains in one); links are relative to
+    `report_dir`, where the file lives."""
+    lines = ["| round | data | real score |" + (" dream score (CMA mean) | audit |" if dream else ""),
+             "|---|---|---|" + ("---|---|" if dream else "")]
     for row in rounds:
-        dream = row.get("dream")
-        dream_text = f"{dream['mean']:.0f} ± {dream['std']:.0f}" if dream else "not run"
-        audit = Path(row["folder"]) / "report" / "dream_audit.md"
         data = "random policy" if row["round"] == 0 else f"+ round {row['round'] - 1} controller"
-        lines.append(f"| {row['round']} | {data} | {row['real_mean']:.0f} ± {row['real_std']:.0f} "
-                     f"({row['real_episodes']} episodes) | {dream_text} | "
-                     f"{_audit_cell(audit, report_dir)} |")
+        line = (f"| {row['round']} | {data} | {row['real_mean']:.0f} ± {row['real_std']:.0f} "
+                f"({row['real_episodes']} episodes) |")
+        if dream:
+            score = row.get("dream")
+            score_text = f"{score['mean']:.0f} ± {score['std']:.0f}" if score else "not run"
+            audit = Path(row["folder"]) / "report" / "dream_audit.md"
+            line += f" {score_text} | {_audit_cell(audit, report_dir)} |"
+        lines.append(line)
     return "\n".join(lines) + "\n"
 
 
@@ -276,14 +299,15 @@ def define_flags() -> None:
     from absl import flags
 
     defaults = IterateConfig()
-    help_text = {"rounds": "Iterative rounds to run after round 0.",
+    help_text = {"env": "doom (C retrained in M's dream) or carracing (C retrained in the real game on M's h).",
+                 "rounds": "Iterative rounds to run after round 0.",
                  "episodes_per_round": "Real episodes collected with the current controller per round.",
                  "explore": "Chance per step of starting a random action held 1-10 frames while collecting.",
                  "temperature": "The dream's tau.", "rnn_steps": "Fine-tuning steps of M per round.",
                  "rnn_learning_rate": "Adam's starting rate when fine-tuning M.",
                  "rnn_eval_every": "Steps between M's validations on the round's own episodes.",
                  "rnn_val_fraction": "Share of the round's own episodes held out to pick the fine-tuned M.",
-                 "generations": "CMA-ES generations in the dream per round: one value for all rounds, or one "
+                 "generations": "CMA-ES generations of C per round: one value for all rounds, or one "
                                 "per round (e.g. 20,60: the last value serves the later rounds).",
                  "eval_episodes": "Real episodes scoring each round's controller.",
                  "audit_episodes": "Episodes per policy of a dream audit after each round (0: none)."}
@@ -294,7 +318,7 @@ def define_flags() -> None:
             flags.DEFINE_list(field.name, [str(v) for v in value], text)
         elif isinstance(value, bool):
             flags.DEFINE_bool(field.name, value, text)
-        elif isinstance(value, int):
+        elif isinstance(value, int) or field.type == "int | None":
             flags.DEFINE_integer(field.name, value, text)
         elif isinstance(value, float):
             flags.DEFINE_float(field.name, value, text)

@@ -72,11 +72,11 @@ class PipelineConfig:
     controller_max_steps: int | None = None  # episode cap while C trains (dream or real); None: --max_steps
     real_eval_every: int = 0  # doomrnn: every K generations also play the CMA mean in real Doom (0: never)
     eval_episodes: int = 100  # real episodes of the final evaluation (paper: 100)
-    iterate_rounds: int = 0  # Doom in the dream: rounds of the iterative procedure after round 0 (run.iterate)
+    iterate_rounds: int = 0  # rounds of the iterative procedure after round 0 (run.iterate)
     iterate_episodes: int = 600  # real episodes collected with the current controller each round
     iterate_explore: float = 0.3  # chance per step of a random held action while collecting them
     iterate_rnn_steps: int = 1000  # M's fine-tuning steps each round
-    iterate_generations: str = "40"  # CMA-ES generations in the new dream, per round ("20,60": the last repeats)
+    iterate_generations: str = "40"  # CMA-ES generations of C each round ("20,60": the last value repeats)
     iterate_audit_episodes: int = 0  # episodes per policy of a dream audit after each round (0: none)
 
     def resolved(self) -> "PipelineConfig":
@@ -91,8 +91,9 @@ class PipelineConfig:
             raise UserError(f"--controller={self.controller}: choose from {', '.join(VARIANTS)}")
         if self.iterate_rounds < 0:
             raise UserError(f"--iterate_rounds={self.iterate_rounds}: must be >= 0")
-        if self.iterate_rounds and controller_env != "doomrnn":
-            raise UserError("--iterate_rounds needs Doom trained in the dream (--controller_env=doomrnn)")
+        if self.iterate_rounds and (controller_env == "doom" or self.controller != "full"):
+            raise UserError("--iterate_rounds needs the full C trained as in the paper: Doom in the dream "
+                            "(--controller_env=doomrnn), CarRacing in the real game (--controller=full)")
         if self.iterate_rounds:
             from run.iterate import parse_generations
 
@@ -280,15 +281,15 @@ def iterate_config(config: PipelineConfig):
     from run.iterate import IterateConfig, parse_generations
 
     return IterateConfig(
-        rounds=max(config.iterate_rounds, 1), episodes_per_round=config.iterate_episodes,
+        env=config.env, rounds=max(config.iterate_rounds, 1), episodes_per_round=config.iterate_episodes,
         explore=config.iterate_explore, temperature=config.temperature, rnn_steps=config.iterate_rnn_steps,
         rnn_eval_every=config.rnn_eval_every,
-        rnn_batch_size=config.rnn_batch_size or 100, rnn_seq_len=config.rnn_seq_len or 100,
+        rnn_batch_size=config.rnn_batch_size, rnn_seq_len=config.rnn_seq_len,
         popsize=config.popsize, rollouts=config.rollouts, generations=parse_generations(config.iterate_generations),
         sigma=config.sigma, eval_every=config.eval_every, eval_rollouts=config.eval_rollouts,
         real_eval_every=config.real_eval_every, eval_episodes=config.eval_episodes,
         audit_episodes=config.iterate_audit_episodes, workers=config.workers or os.cpu_count() or 1,
-        seed=config.seed, max_steps=config.max_steps or 2100, doom_resolution=config.doom_resolution)
+        seed=config.seed, max_steps=config.max_steps, doom_resolution=config.doom_resolution)
 
 
 def _iterate_complete(exp_dir: Path, config: PipelineConfig) -> bool:
@@ -517,11 +518,12 @@ FLAG_HELP = {
     "controller_max_steps": "Episode cap while C trains, in the dream or the real game (default: --max_steps).",
     "real_eval_every": "doomrnn: every K generations also play the CMA mean in real Doom (0: never).",
     "eval_episodes": "Real episodes of the final evaluation (paper: 100).",
-    "iterate_rounds": "Doom in the dream: iterative rounds after round 0 (collect with C, fine-tune M, retrain C).",
+    "iterate_rounds": "Iterative rounds after round 0 (collect with C, fine-tune M, retrain C; Doom's C in the "
+                      "dream, CarRacing's in the real game).",
     "iterate_episodes": "Real episodes collected with the current controller each round.",
     "iterate_explore": "Chance per step of a random held action while collecting them.",
     "iterate_rnn_steps": "M's fine-tuning steps each round.",
-    "iterate_generations": "CMA-ES generations in the new dream per round: one value for all rounds, or one "
+    "iterate_generations": "CMA-ES generations of C per round: one value for all rounds, or one "
                            "per round (e.g. 20,60: the last value serves the later rounds).",
     "iterate_audit_episodes": "Episodes per policy of a dream audit after each round (0: none).",
 }

@@ -77,8 +77,9 @@ def _read_json(path: Path) -> Any:
 def _detect_env(root: Path, pipeline: dict | None) -> str | None:
     if pipeline and pipeline.get("config", {}).get("env"):
         return pipeline["config"]["env"]
+    iterate = (_read_json(root / "iterate" / "progress.json") or {}).get("config", {})
     for path in (root / "rollouts" / "collect.json", root / "vae" / "config.json", root / "rnn" / "config.json"):
-        env = (_read_json(path) or {}).get("env")
+        env = (_read_json(path) or {}).get("env") or iterate.get("env")
         if env in ("doom", "carracing"):
             return env
     return None
@@ -183,6 +184,19 @@ def _label(experiment: Experiment, experiments: list[Experiment]) -> str:
     return "this run" if len(experiments) == 1 else f"this run: {experiment.name}"
 
 
+ROUND_NOTE = "the paper's iterative procedure; M also saw the controller's real episodes"
+
+
+def iterate_rounds(experiment: Experiment) -> tuple[dict, list[dict]]:
+    """run.iterate's config and its rounds after round 0 (none when it did not run)."""
+    progress = _read_json(experiment.root / "iterate" / "progress.json") or {}
+    return progress.get("config", {}), progress.get("rounds", [])[1:]
+
+
+def _round_real(entry: dict) -> dict:
+    return {"mean": entry["real_mean"], "std": entry["real_std"], "episodes": entry["real_episodes"]}
+
+
 def carracing_section(experiments: list[Experiment]) -> str:
     from run.paper_results import CARRACING_SCORES, CARRACING_SOLVED
 
@@ -200,6 +214,11 @@ def carracing_section(experiments: list[Experiment]) -> str:
                         if c.task == "carracing" and c.variant == variant), None)
             cells.append(score(run.real) if run else NOT_RUN)
         rows.append(cells)
+        if variant == "full":
+            for experiment in runs:
+                for entry in iterate_rounds(experiment)[1]:
+                    rows.append([f"{paper['method']}, after iterative round {entry['round']} ({ROUND_NOTE})", "—"]
+                                + [score(_round_real(entry)) if other is experiment else "—" for other in runs])
     return (f"### CarRacing\n\n{_table(header, rows)}\n\nSolved: an average of {CARRACING_SOLVED} or more. "
             "Cells: mean ± std (episodes). The paper ran gym 0.9's CarRacing-v0; this project runs gymnasium's "
             "CarRacing-v3, which keeps the reward, frame rate and spaces but renders with pygame (pixels differ) "
@@ -245,13 +264,11 @@ def doom_section(experiments: list[Experiment]) -> str:
                               if other is experiment else ["—", "—"])
                 rows.append(cells)
     for experiment in runs:
-        progress = _read_json(experiment.root / "iterate" / "progress.json") or {}
-        for entry in progress.get("rounds", [])[1:]:
-            cells = [f"{progress['config']['temperature']:.2f}, after iterative round {entry['round']} (the paper's "
-                     "procedure; M also saw the controller's real episodes)", "—", "—"]
+        config, entries = iterate_rounds(experiment)
+        for entry in entries:
+            cells = [f"{config['temperature']:.2f}, after iterative round {entry['round']} ({ROUND_NOTE})", "—", "—"]
             for other in runs:
-                real = {"mean": entry["real_mean"], "std": entry["real_std"], "episodes": entry["real_episodes"]}
-                cells += ([score(entry["dream"]) + " *" if entry.get("dream") else "—", score(real)]
+                cells += ([score(entry["dream"]) + " *" if entry.get("dream") else "—", score(_round_real(entry))]
                           if other is experiment else ["—", "—"])
             rows.append(cells)
     for name, (mean, std) in DOOM_BASELINES.items():

@@ -100,5 +100,5 @@ def make_carracing_world(exp_dir: Path, seed: int) -> Path:
     steps = 7
     write_npz(exp_dir / "series" / "ep000000.npz", mu=rng.normal(size=(steps, 32)).astype(np.float32),
               logvar=np.full((steps, 32), -4.0, np.float32), action=rng.uniform(0, 1, (steps, 3)).astype(np.float32),
-              reward=np.full(steps, -0.1, np.float32), done=np.arange(steps) == steps - 1)
+              reward=np.full(steps, -0.1, np.float32), done=np.arange(steps) == steps - 1, env="carracing")
     return exp_dir

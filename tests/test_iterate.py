@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from controller.es import ESConfig
@@ -16,6 +17,8 @@ from controller.train import ControllerTrainConfig, train_controller
 from run.dream_audit import FIXED_POLICIES, AuditConfig, audit_dream
 from run.errors import UserError
 from run.iterate import IterateConfig, iterate, parse_generations
+from run.report import ReportConfig, write_report
+from tests.conftest import make_carracing_world
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(episodes_per_round=3, explore=0.3, rnn_steps=4, rnn_batch_size=2, rnn_seq_len=20, popsize=4,
@@ -73,6 +76,33 @@ def test_two_rounds_write_their_folders_and_a_report_section(round_zero):
     rewritten = [path.stat().st_mtime_ns for path in results]
     assert rewritten[0] != written[0] and rewritten[1] != written[1], "the changed controller is scored again"
     assert rewritten[2] == written[2], "round 1's unchanged controller is not"
+
+
+def test_carracing_rounds_fine_tune_m_on_the_controllers_episodes_and_retrain_c_in_the_real_game(tmp_path):
+    exp = make_carracing_world(tmp_path / "exp", seed=5)
+    train_controller(exp, ControllerTrainConfig(env="carracing", workers=2, max_steps=40, es=ESConfig(
+        popsize=4, rollouts=1, generations=1, eval_every=1, eval_rollouts=2, seed=0)), verbose=False)
+    config = IterateConfig(env="carracing", rounds=1, episodes_per_round=3, rnn_steps=3, rnn_batch_size=2,
+                           rnn_seq_len=20, popsize=4, rollouts=1, generations=(2,), eval_every=1, eval_rollouts=2,
+                           eval_episodes=2, workers=2, max_steps=40, audit_episodes=2)
+    rounds = iterate(exp, config, verbose=False)
+
+    assert [r["round"] for r in rounds] == [0, 1] and all(r["dream"] is None for r in rounds), "no dream in CarRacing"
+    folder = exp / "iterate" / "round_01"
+    own = list((folder / "series").glob("ep[0-9]*.npz"))
+    assert len(own) == 3 and len(list((folder / "series").glob("ep_r00_*.npz"))) == 1, "M sees all data so far"
+    assert all(len(np.load(path)["action"]) == 40 for path in own), "the controller drove every episode"
+    rnn_config = json.loads((folder / "rnn" / "config.json").read_text())
+    assert rnn_config["init_model"] == str((exp / "rnn" / "rnn.keras").resolve()) and not rnn_config["predict_done"]
+    controller = folder / "controller" / "carracing_full"
+    assert len(json.loads((controller / "history.json").read_text())["generations"]) == 2
+    assert json.loads((controller / "config.json").read_text())["env"] == "carracing", "trained in the real game"
+    assert json.loads((controller / "evaluation_carracing.json").read_text())["episodes"] == 2
+    assert not (folder / "report" / "dream_audit.md").exists(), "the dream audit is Doom's"
+    table = (exp / "report" / "iterate.md").read_text()
+    assert "| 1 | + round 0 controller |" in table and "dream" not in table
+    report = write_report(ReportConfig(exp_dirs=(str(exp),), out=str(tmp_path / "report"))).read_text()
+    assert "World Model (V + M), full, after iterative round 1" in report
 
 
 def test_generations_are_given_per_round_and_the_last_value_repeats():

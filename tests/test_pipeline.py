@@ -159,6 +159,8 @@ def test_shipped_configs_parse_and_the_paper_configs_hold_the_papers_values():
     small = load_config("doom_small")
     assert small.temperature == 1.15 and small.rnn_hidden == 512 and small.eval_episodes == 100
     assert len(iterate_config(small).generations) == small.iterate_rounds, "one C budget per round"
+    car_rounds = iterate_config(load_config("carracing_tiny", iterate_rounds=1).resolved()).validated()
+    assert (car_rounds.env, car_rounds.train_env) == ("carracing", "carracing")
     # a flag given beside the config wins over the file
     assert load_config("doom_tiny", episodes=3, generations=7).episodes == 3
     assert load_config("doom_tiny", generations=7).generations == 7
@@ -185,6 +187,7 @@ def test_a_config_can_be_a_copied_and_edited_file(tmp_path):
     (["--config=doom_tiny", "--popsize=0"], "--popsize=0"),
     (["--config=doom_tiny", "--doom_resolution=1x1"], "--doom_resolution=1x1"),
     (["--config=doom_tiny", "--iterate_rounds=2", "--iterate_generations=20,x"], "--iterate_generations=20,x"),
+    (["--config=carracing_tiny", "--iterate_rounds=1", "--controller=z"], "--iterate_rounds needs the full C"),
 ])
 def test_bad_input_gives_one_error_line_and_exit_2(tmp_path, args, message):
     result = subprocess.run([sys.executable, "-m", "run.pipeline", f"--exp_dir={tmp_path / 'exp'}", *args],
