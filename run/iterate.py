@@ -52,7 +52,7 @@ class IterateConfig:
     rnn_seq_len: int | None = None  # None: the paper's (CarRacing 999, Doom 500)
     popsize: int = 64
     rollouts: int = 16
-    generations: tuple[int, ...] = (40,)  # CMA-ES generations in the dream, per round; the last one repeats
+    generations: tuple[int, ...] = (40,)  # CMA-ES generations of C, per round; the last value repeats
     sigma: float = 0.1
     eval_every: int = 10
     eval_rollouts: int = 256
