@@ -30,7 +30,7 @@ from run.policies import DEFAULT_POLICY, PolicyFactory, make_policy_factory, pol
 from run.pool import WorkerPool
 from run.progress import Progress
 from run.seeding import derive_seed
-from run.storage import ROLLOUT_SCHEMA, episode_name, read_json, write_json, write_npz
+from run.storage import ROLLOUT_SCHEMA, episode_name, file_digest, read_json, write_json, write_npz
 
 ENVS = ("carracing", "doom")
 MAX_STEPS = {"carracing": 1000, "doom": 2100}
@@ -87,7 +87,10 @@ class CollectConfig:
         identity = {"env": self.env, "seed": self.seed, "max_steps": self.max_steps, "policy": self.policy,
                     "min_length": self.min_length, "env_kwargs": self.env_kwargs()}
         if self.policy == "controller":
-            identity.update(controller_file=str(Path(self.controller_file).resolve()), explore=self.explore)
+            # the controller's content, not its path: a copied or moved experiment still resumes
+            if not Path(self.controller_file).is_file():
+                raise UserError(f"--controller_file={self.controller_file}: no such file")
+            identity.update(controller_sha256=file_digest(self.controller_file), explore=self.explore)
         return identity
 
 
@@ -165,7 +168,8 @@ def _check_manifest(folder: Path, config: CollectConfig) -> None:
     identity = config.identity()
     if manifest.exists():
         recorded = read_json(manifest)
-        differing = sorted(key for key in identity if recorded.get(key) != identity[key])
+        # keys both know: a manifest written before a key was added (or renamed) is judged on the rest
+        differing = sorted(key for key in identity.keys() & recorded.keys() if recorded[key] != identity[key])
         if differing:
             details = ", ".join(f"{key}={recorded.get(key)!r} there, {identity[key]!r} now" for key in differing)
             raise UserError(f"{folder}: collected with other settings ({details}); use another --exp_dir")

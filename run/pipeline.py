@@ -446,8 +446,10 @@ def run_pipeline(exp_dir: str | os.PathLike, config: PipelineConfig, verbose: bo
             reason = " (again: settings or earlier stages changed)"
         say(f"{label}: started{reason}: {stage.what}")
         entry = {"status": "running", "started": _now(), "settings": settings, "machine": machine["host"],
-                 "attempts": 1 if previous.get("status", "done") == "done" else previous.get("attempts", 1) + 1}
-        if previous.get("status") in ("interrupted", "failed"):  # a killed attempt's time is unknown
+                 "attempts": previous.get("attempts", 1) + 1 if previous and stage.name != "report" else 1}
+        if previous and stage.name != "report":
+            # Earlier attempts, interrupted or finished with other settings, made what this one resumes from (or
+            # at least cost the experiment their time): kept, so the report's "in all" is the wall time spent.
             entry["earlier_attempts_seconds"] = round(previous.get("earlier_attempts_seconds", 0.0)
                                                       + previous.get("seconds", 0.0), 1)
         stages[stage.name] = entry

@@ -321,7 +321,7 @@ def _stage_rows(pipeline: dict) -> list[list[str]]:
         attempts = entry.get("attempts", 1)
         wall = _duration(entry.get("seconds"))
         if entry.get("earlier_attempts_seconds"):
-            wall += f" (+{_duration(entry['earlier_attempts_seconds'])} in interrupted attempts)"
+            wall += f" (+{_duration(entry['earlier_attempts_seconds'])} in earlier attempts)"
         rows.append([name, status + (f" ({attempts} attempts)" if attempts > 1 else ""), wall,
                      entry.get("started", "—"), entry.get("machine", "—")])
     return rows
@@ -337,8 +337,9 @@ def machine_section(experiment: Experiment) -> str:
             + (f"; command: `{pipeline['command']}`" if pipeline.get("command") else "") + "\n\n"
             + _table(["stage", "status", "wall time", "started", "machine"], _stage_rows(pipeline))
             + f"\n\nTotal of the finished stages: {_duration(total)}"
-            + (f" (+{_duration(interrupted)} in interrupted attempts they resumed from: {_duration(total + interrupted)}"
-               " in all)" if interrupted and total is not None else "") + ".\n\n")
+            + (f" (+{_duration(interrupted)} in earlier attempts, interrupted or run with other settings, that "
+               f"they resumed from: {_duration(total + interrupted)} in all)" if interrupted and total is not None
+               else "") + ".\n\n")
     machines = pipeline.get("machines") or {}
     rows = [[host, m.get("cpu", "?"), f"{m.get('usable_cores', '?')} of {m.get('cores', '?')}",
              f"{m.get('memory_gb', '?')} GB", m.get("tensorflow", "?"), ", ".join(m.get("gpus") or []) or "none",

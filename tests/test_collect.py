@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -140,11 +141,22 @@ def test_controller_policy_with_exploration_collects_doom(tmp_path, rigged_dream
     params = np.zeros(controller.num_params, np.float32)
     params[64 + 16 + 2] = 5.0  # lean on the rigged M's saturated unit: move right
     controller.save(controller_file, params)
-    paths = collect_rollouts(tmp_path / "exp", env="doom", episodes=2, workers=2, seed=1, max_steps=150,
-                             policy="controller", controller_file=str(controller_file), explore=0.2,
-                             models_dir=str(rigged_dream), doom_resolution="160x120", verbose=False)
+    settings = dict(env="doom", episodes=2, workers=2, seed=1, max_steps=150, policy="controller", explore=0.2,
+                    models_dir=str(rigged_dream), doom_resolution="160x120", verbose=False)
+    paths = collect_rollouts(tmp_path / "exp", controller_file=str(controller_file), **settings)
     for path in paths:
         action = read_rollout(path)["action"][:, 0]
         assert np.isclose(action, np.tanh(5.0 * 0.0), atol=1e-6)[0], "the first step: state zero, action 0"
         random_share = np.mean(np.abs(action[1:] - np.tanh(5.0 * 0.95)) > 0.05)
         assert 0.05 < random_share < 0.9, "controller steps with random held actions mixed in"
+
+    # A copied experiment with a copy of the controller resumes (the manifest holds its digest, not its path);
+    # another controller in that folder is refused.
+    moved = tmp_path / "moved"
+    shutil.copytree(tmp_path / "exp", moved / "exp")
+    shutil.copy(controller_file, moved / "c.json")
+    again = collect_rollouts(moved / "exp", controller_file=str(moved / "c.json"), **settings)
+    assert [path.name for path in again] == [path.name for path in paths]
+    controller.save(moved / "c.json", params + 1.0)
+    with pytest.raises(UserError, match="collected with other settings.*controller_sha256"):
+        collect_rollouts(moved / "exp", controller_file=str(moved / "c.json"), **settings)

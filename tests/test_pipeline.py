@@ -3,6 +3,7 @@ of a stage and the resumed run, the shipped configs, and one-line errors for bad
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -114,6 +115,20 @@ def test_a_killed_pipeline_resumes_and_skips_its_finished_stages(tmp_path):
     assert resumed["stages"]["vae"]["attempts"] == 2
     assert all(resumed["stages"][stage]["status"] == "done" for stage in STAGES)
     assert (exp_dir / CONTROLLER / "evaluation_doom.json").is_file() and (exp_dir / "report" / "README.md").is_file()
+
+
+def test_a_stage_run_again_with_other_settings_keeps_the_earlier_time(doom_tiny, tmp_path):
+    exp_dir = tmp_path / "exp"
+    shutil.copytree(doom_tiny[0], exp_dir, symlinks=True)
+    before = json.loads((exp_dir / "pipeline.json").read_text())["stages"]
+    lines: list[str] = []
+    record = run_pipeline(exp_dir, load_config("doom_tiny", eval_episodes=2), verbose=False, say=lines.append)
+    assert "pipeline: stage 1/8 collect: skipped" in lines[1], lines
+    evaluate = record["stages"]["evaluate"]
+    assert evaluate["attempts"] == 2 and evaluate["earlier_attempts_seconds"] == before["evaluate"]["seconds"]
+    assert record["stages"]["report"]["attempts"] == 1, "the report is rewritten each run, not resumed"
+    report = (exp_dir / "report" / "README.md").read_text()
+    assert "in earlier attempts, interrupted or run with other settings" in report
 
 
 def test_sigterm_records_the_stage_as_interrupted_and_the_time_it_ran(tmp_path):

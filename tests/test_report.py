@@ -41,8 +41,8 @@ def test_report_of_a_finished_run_has_the_papers_columns_counts_times_and_images
     assert f"{evaluation['mean']:,.0f} ± {evaluation['std']:,.0f} (4) |" in text
     assert "| 0.10 | 2,086 ± 140 | 193 ± 58 | not run | not run |" in text
     round_one = json.loads((doom_tiny / "iterate" / "progress.json").read_text())["rounds"][1]
-    assert (f"| 1.15, after iterative round 1 (the paper's procedure; M also saw the controller's real episodes) "
-            f"| — | — | {round_one['dream']['mean']:,.0f} ± ") in text
+    assert (f"| 1.15, after iterative round 1 (the paper's iterative procedure; M also saw the controller's real "
+            f"episodes) | — | — | {round_one['dream']['mean']:,.0f} ± ") in text
     assert f"| {round_one['real_mean']:,.0f} ± {round_one['real_std']:,.0f} (4) |" in text
     assert "#### Dream audit after round 01" in text and "| always left |" in text  # each round's audit, inline
     # parameter counts, this run (the paper's architectures) beside the paper's
