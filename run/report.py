@@ -476,9 +476,19 @@ def experiment_section(experiment: Experiment, assets: Assets, config: ReportCon
     parts.append("### Iterative training\n\n" + (
         _demote(rounds.read_text(encoding="utf-8")) + "\n" if rounds.is_file() else
         f"{NOT_RUN} (`python -m run.iterate --exp_dir={root}`).\n"))
-    for audit in sorted((root / "iterate").glob("round_*/report/dream_audit.md")):
-        parts.append(f"#### Dream audit after {audit.parent.parent.name.replace('_', ' ')}\n\n"
-                     + _demote(audit.read_text(encoding="utf-8"), levels=3) + "\n")
+    for folder in sorted(path for path in (root / "iterate").glob("round_*") if path.is_dir()):
+        label = folder.name.replace("_", " ")
+        for curve_file in sorted((folder / "controller").glob("*/progress.png")):
+            run = curve_file.parent
+            histogram = next(iter(sorted(run.glob("histogram_*.png"))), None)
+            curve = assets.copy(curve_file, f"{folder.name}_{run.name}_progress.png")
+            histogram = histogram and assets.copy(histogram, f"{folder.name}_{run.name}_histogram.png")
+            parts.append(f"#### C after {label}: training and real scores\n\n![CMA-ES progress, {label}]({curve})\n"
+                         + (f"![score histogram, {label}]({histogram})\n" if histogram else ""))
+        audit = folder / "report" / "dream_audit.md"
+        if audit.is_file():
+            parts.append(f"#### Dream audit after {label}\n\n" + _demote(audit.read_text(encoding="utf-8"), levels=3)
+                         + "\n")
     return "\n".join(parts)
 
 

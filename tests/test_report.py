@@ -45,6 +45,8 @@ def test_report_of_a_finished_run_has_the_papers_columns_counts_times_and_images
             f"episodes) | — | — | {round_one['dream']['mean']:,.0f} ± ") in text
     assert f"| {round_one['real_mean']:,.0f} ± {round_one['real_std']:,.0f} (4) |" in text
     assert "#### Dream audit after round 01" in text and "| always left |" in text  # each round's audit, inline
+    assert "#### C after round 01: training and real scores" in text, "each round's C: its curve and histogram"
+    assert "round_01_doomrnn_full_t1.15_progress.png)" in text and "round_01_doomrnn_full_t1.15_histogram.png)" in text
     # parameter counts, this run (the paper's architectures) beside the paper's
     assert "| V (ConvVAE) | 4,446,915 | 4,446,915 |" in text
     assert "| M (MDN-RNN) | 1,678,785 | 1,678,785 |" in text
