@@ -77,12 +77,10 @@ def _read_json(path: Path) -> Any:
 def _detect_env(root: Path, pipeline: dict | None) -> str | None:
     if pipeline and pipeline.get("config", {}).get("env"):
         return pipeline["config"]["env"]
-    iterate = (_read_json(root / "iterate" / "progress.json") or {}).get("config", {})
-    for path in (root / "rollouts" / "collect.json", root / "vae" / "config.json", root / "rnn" / "config.json"):
-        env = (_read_json(path) or {}).get("env") or iterate.get("env")
-        if env in ("doom", "carracing"):
-            return env
-    return None
+    records = [_read_json(path) or {} for path in (root / "rollouts" / "collect.json", root / "vae" / "config.json",
+                                                   root / "rnn" / "config.json")]
+    records.append((_read_json(root / "iterate" / "progress.json") or {}).get("config", {}))
+    return next((r["env"] for r in records if r.get("env") in ("doom", "carracing")), None)
 
 
 def _model_params(path: Path, kind: str) -> int | str:
