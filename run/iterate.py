@@ -165,7 +165,7 @@ def _audit(layout: ExperimentLayout, config: IterateConfig, say) -> None:
 def _dream_score(layout: ExperimentLayout, config: IterateConfig) -> dict | None:
     """The CMA mean's last evaluation in the dream (Doom); None for C trained in the real game."""
     history = controller_folder(layout, config) / "history.json"
-    if config.train_env != "doomrnn" or not history.exists():
+    if config.env != "doom" or not history.exists():
         return None
     evaluations = [e for e in read_json(history)["evaluations"] if "mean" in e]
     return evaluations[-1] if evaluations else None
@@ -222,7 +222,7 @@ def run_round(root: Path, k: int, config: IterateConfig, say=print) -> dict:
     train_controller(layout.root, ControllerTrainConfig(
         env=config.train_env, es=es, workers=config.workers, temperature=config.temperature,
         max_steps=config.max_steps, doom_resolution=config.doom_resolution,
-        real_eval_every=config.real_eval_every if config.train_env == "doomrnn" else 0, init_file=str(previous_controller)), verbose=False)
+        real_eval_every=config.real_eval_every, init_file=str(previous_controller)), verbose=False)
     times["controller"] = time.perf_counter() - start
 
     start = time.perf_counter()

@@ -264,7 +264,8 @@ def doom_section(experiments: list[Experiment]) -> str:
     for experiment in runs:
         config, entries = iterate_rounds(experiment)
         for entry in entries:
-            cells = [f"{config['temperature']:.2f}, after iterative round {entry['round']} ({ROUND_NOTE})", "—", "—"]
+            label = f"{config['temperature']:.2f}, after iterative round {entry['round']} ({ROUND_NOTE})"
+            cells = [label, "—", "—"]
             for other in runs:
                 cells += ([score(entry["dream"]) + " *" if entry.get("dream") else "—", score(_round_real(entry))]
                           if other is experiment else ["—", "—"])
