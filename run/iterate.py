@@ -115,9 +115,10 @@ def round_dir(root: Path, k: int) -> Path:
 
 
 def _link(source: Path, target: Path) -> None:
+    """A relative symlink, so that a moved or copied experiment still finds its earlier rounds."""
     if not target.exists() and not target.is_symlink():
         target.parent.mkdir(parents=True, exist_ok=True)
-        os.symlink(source.resolve(), target)
+        os.symlink(os.path.relpath(source.resolve(), target.parent.resolve()), target)
 
 
 def _link_series(root: Path, k: int, series: Path) -> None:

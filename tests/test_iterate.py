@@ -104,6 +104,11 @@ def test_carracing_rounds_fine_tune_m_on_the_controllers_episodes_and_retrain_c_
     report = write_report(ReportConfig(exp_dirs=(str(exp),), out=str(tmp_path / "report"))).read_text()
     assert "World Model (V + M), full, after iterative round 1" in report
 
+    links = [path.relative_to(exp) for path in folder.rglob("*") if path.is_symlink()]
+    assert len(links) == 2, "round 0's V and its episode"
+    moved = exp.rename(tmp_path / "moved")
+    assert all((moved / link).exists() for link in links), "a moved experiment still finds its earlier rounds"
+
 
 def test_generations_are_given_per_round_and_the_last_value_repeats():
     assert [IterateConfig(generations=(20, 60)).generations_of(k) for k in (1, 2, 3)] == [20, 60, 60]
