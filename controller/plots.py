@@ -18,8 +18,10 @@ def _pyplot():
 
 
 def plot_training_progress(history: Sequence[dict], evaluations: Sequence[dict], path: Path,
-                           title: str = "CMA-ES training progress") -> Path:
-    """Best, worst and mean fitness of the population per generation, and the evaluated CMA mean in red."""
+                           title: str = "CMA-ES training progress", real_checks: Sequence[dict] = ()) -> Path:
+    """Best, worst and mean fitness of the population per generation, the evaluated CMA mean in red and, for a
+    controller trained in the dream, the CMA mean's real-game checks in black: the paper's virtual and actual
+    scores side by side, so a controller exploiting M shows as the two curves part."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     generations = [r["generation"] + 1 for r in history]
@@ -29,6 +31,10 @@ def plot_training_progress(history: Sequence[dict], evaluations: Sequence[dict],
     if evaluations:
         ax.plot([r["generation"] for r in evaluations], [r["mean"] for r in evaluations], "o-",
                 color="tab:red", lw=1.5, ms=3, label="CMA mean, evaluation")
+    if real_checks:
+        ax.errorbar([r["generation"] for r in real_checks], [r["real_mean"] for r in real_checks],
+                    yerr=[r["real_std"] / np.sqrt(max(r["real_episodes"], 1)) for r in real_checks], fmt="s-",
+                    color="black", lw=1.5, ms=4, capsize=3, label="CMA mean, real game (± s.e.)")
     ax.set_xlabel("generation")
     ax.set_ylabel("cumulative reward")
     ax.set_title(title)

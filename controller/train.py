@@ -200,9 +200,9 @@ def _checkpoint(out: Path, state: ESState, controller: Controller, config: Contr
     if state.best_params is not None:
         controller.save(out / "best.json", state.best_params, fitness=state.best_fitness, **info)
     write_history(out, state)
-    dream_evaluations = [e for e in state.evaluations if "mean" in e]
-    plot_training_progress(state.history, dream_evaluations, out / "progress.png",
-                           title=f"CMA-ES, {config.env}, '{controller.variant}' controller")
+    plot_training_progress(state.history, [e for e in state.evaluations if "mean" in e], out / "progress.png",
+                           title=f"CMA-ES, {config.env}, '{controller.variant}' controller",
+                           real_checks=[e for e in state.evaluations if "real_mean" in e])
     save_state(out / "es.pkl", state)
 
 

@@ -44,6 +44,26 @@ def test_training_in_the_dream_learns_what_keeps_the_agent_alive(rigged_dream, t
     assert list((out / "tb").glob("events.out.tfevents.*"))
 
 
+def test_dream_training_checks_the_cma_mean_in_the_real_game_and_plots_both_scores(rigged_dream, tmp_path):
+    from matplotlib.image import imread
+
+    from controller.plots import plot_training_progress
+
+    config = dataclasses.replace(_dream_config(3, popsize=4, rollouts=2, eval_every=1, eval_rollouts=4),
+                                 max_steps=60, real_eval_every=2, real_eval_episodes=2, doom_resolution="160x120")
+    out = train_controller(rigged_dream, config, verbose=False)
+    history = json.loads((out / "history.json").read_text())
+    real = [e for e in history["evaluations"] if "real_mean" in e]
+    assert [e["generation"] for e in real] == [2, 3], "every 2 generations and at the end"
+    assert all(e["real_episodes"] == 2 and 1 <= e["real_mean"] <= 60 for e in real), real
+    dream = [e for e in history["evaluations"] if "mean" in e]
+    title = "CMA-ES, doomrnn, 'full' controller"
+    plot_training_progress(history["generations"], dream, tmp_path / "dream_only.png", title=title)
+    plot_training_progress(history["generations"], dream, tmp_path / "both.png", title=title, real_checks=real)
+    assert not np.array_equal(imread(tmp_path / "dream_only.png"), imread(tmp_path / "both.png"))
+    assert np.array_equal(imread(out / "progress.png"), imread(tmp_path / "both.png")), "the real checks are drawn"
+
+
 def test_sigkill_and_resume_follow_the_uninterrupted_run(rigged_dream, tmp_path):
     straight = tmp_path / "straight"
     killed = tmp_path / "killed"
