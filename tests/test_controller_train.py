@@ -49,9 +49,13 @@ def test_dream_training_checks_the_cma_mean_in_the_real_game_and_plots_both_scor
 
     from controller.plots import plot_training_progress
 
+    exp = tmp_path / "exp"  # its own folder: other tests train in the shared rigged experiment
+    (exp / "rnn").mkdir(parents=True)
+    for name in ("series", "vae", "rnn/rnn.keras"):
+        os.symlink(rigged_dream / name, exp / name)
     config = dataclasses.replace(_dream_config(3, popsize=4, rollouts=2, eval_every=1, eval_rollouts=4),
                                  max_steps=60, real_eval_every=2, real_eval_episodes=2, doom_resolution="160x120")
-    out = train_controller(rigged_dream, config, verbose=False)
+    out = train_controller(exp, config, verbose=False)
     history = json.loads((out / "history.json").read_text())
     real = [e for e in history["evaluations"] if "real_mean" in e]
     assert [e["generation"] for e in real] == [2, 3], "every 2 generations and at the end"
