@@ -53,6 +53,7 @@ class CollectConfig:
     episode_timeout: float = 600.0  # seconds before a worker is presumed hung, killed and the episode re-run
     controller_file: str | None = None  # policy 'controller': the controller JSON to play
     explore: float = 0.0  # policy 'controller': chance a step starts a random action held 1-10 frames
+    explore_episodes: float = 1.0  # policy 'controller': share of episodes that explore (the rest: C alone)
     models_dir: str | None = None  # policy 'controller': experiment holding V and M (default: this one)
 
     def resolved(self) -> "CollectConfig":
@@ -73,8 +74,9 @@ class CollectConfig:
                             f"choose from {', '.join(policy_names(self.env))}")
         if policy == "controller" and not self.controller_file:
             raise UserError("--policy=controller needs --controller_file")
-        if not 0.0 <= self.explore <= 1.0:
-            raise UserError(f"--explore={self.explore}: must be in [0, 1]")
+        for name in ("explore", "explore_episodes"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise UserError(f"--{name}={getattr(self, name)}: must be in [0, 1]")
         return dataclasses.replace(self, policy=policy, max_steps=self.max_steps or MAX_STEPS[self.env])
 
     def env_kwargs(self) -> dict[str, Any]:
@@ -90,7 +92,8 @@ class CollectConfig:
             # the controller's content, not its path: a copied or moved experiment still resumes
             if not Path(self.controller_file).is_file():
                 raise UserError(f"--controller_file={self.controller_file}: no such file")
-            identity.update(controller_sha256=file_digest(self.controller_file), explore=self.explore)
+            identity.update(controller_sha256=file_digest(self.controller_file), explore=self.explore,
+                            explore_episodes=self.explore_episodes)
         return identity
 
 
@@ -132,7 +135,8 @@ def _init_worker(config: CollectConfig, out_dir: str, models_dir: str) -> _Worke
 
     env = envs.make_env(config.env, **config.env_kwargs())
     factory = make_policy_factory(config.env, config.policy, seed=config.seed, exp_dir=models_dir,
-                                  controller_file=config.controller_file, explore=config.explore)
+                                  controller_file=config.controller_file, explore=config.explore,
+                                  explore_episodes=config.explore_episodes)
     return _WorkerState(env, factory, config, Path(out_dir))
 
 
@@ -213,7 +217,8 @@ def main(argv) -> None:
                            max_steps=FLAGS.max_steps, policy=FLAGS.policy,
                            doom_resolution=FLAGS.doom_resolution, legacy_preprocess=FLAGS.legacy_preprocess,
                            episode_timeout=FLAGS.episode_timeout, controller_file=FLAGS.controller_file,
-                           explore=FLAGS.explore, models_dir=FLAGS.models_dir)
+                           explore=FLAGS.explore, explore_episodes=FLAGS.explore_episodes,
+                           models_dir=FLAGS.models_dir)
     paths = collect_rollouts(FLAGS.exp_dir, config)
     print(f"collect: {len(paths)} episodes in {Path(paths[0]).parent}")
 
@@ -235,6 +240,8 @@ def define_flags() -> None:
     flags.DEFINE_string("controller_file", None, "--policy=controller: the controller JSON to play.")
     flags.DEFINE_float("explore", 0.0, "--policy=controller: chance per step of starting a random action held "
                        "1-10 frames.")
+    flags.DEFINE_float("explore_episodes", 1.0, "--policy=controller: share of episodes that explore; the "
+                       "others are the controller's own play.")
     flags.DEFINE_string("models_dir", None, "--policy=controller: experiment folder with V and M (default: "
                         "--exp_dir).")
     flags.DEFINE_string("doom_resolution", CollectConfig.doom_resolution, "Doom render size: 640x480 "

@@ -6,7 +6,8 @@ improve M on what it saw, retrain C with the improved M, repeat.
 DIR is round 0: an experiment trained on random data (V, M, series, and C: for Doom trained in the dream, e.g.
 by `run.pipeline --config=doom_small`; for CarRacing the full [z, h] C trained in the real game). Round k lives
 in DIR/iterate/round_k/, an experiment folder of its own:
-  rollouts/  real episodes of round k-1's controller, with random held actions mixed in (`--explore`)
+  rollouts/  real episodes of round k-1's controller, with random held actions mixed in (`--explore`) in a
+             share of them (`--explore_episodes`)
   series/    their encoding by V (V stays round 0's) plus links to every earlier round's series
   rnn/       M fine-tuned from round k-1's weights on all series so far
   controller/doomrnn_full_t<tau>/ (Doom: C retrained in the new dream) or carracing_full/ (CarRacing: C retrained
@@ -43,6 +44,7 @@ class IterateConfig:
     rounds: int = 1
     episodes_per_round: int = 600  # the prototype's one successful round
     explore: float = 0.3  # chance a step starts a random action held 1-10 frames
+    explore_episodes: float = 1.0  # share of the round's episodes that explore; the rest are C's own play
     temperature: float = 1.15  # Doom: the dream's tau
     rnn_steps: int = 1000  # fine-tuning steps of M per round
     rnn_learning_rate: float = 1e-3  # Adam's starting rate when fine-tuning M (2018 code's rate)
@@ -73,8 +75,9 @@ class IterateConfig:
             if getattr(self, name) < 1:
                 raise UserError(f"--{name}={getattr(self, name)}: must be at least 1")
         parse_generations(",".join(map(str, self.generations)))
-        if not 0.0 <= self.explore <= 1.0:
-            raise UserError(f"--explore={self.explore}: must be in [0, 1]")
+        for name in ("explore", "explore_episodes"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise UserError(f"--{name}={getattr(self, name)}: must be in [0, 1]")
         return dataclasses.replace(self, max_steps=self.max_steps or MAX_STEPS[self.env])
 
     @property
@@ -191,11 +194,12 @@ def run_round(root: Path, k: int, config: IterateConfig, say=print) -> dict:
 
     start = time.perf_counter()
     say(f"iterate: round {k}: collecting {config.episodes_per_round} real episodes with round {k - 1}'s "
-        f"controller (explore {config.explore:g})")
+        f"controller (explore {config.explore:g} in {config.explore_episodes:.0%} of them)")
     collect_rollouts(layout.root, CollectConfig(
         env=config.env, episodes=config.episodes_per_round, workers=config.workers, seed=derive_seed(config.seed, k),
         max_steps=config.max_steps, policy="controller", controller_file=str(previous_controller),
-        explore=config.explore, models_dir=str(previous.root), doom_resolution=config.doom_resolution))
+        explore=config.explore, explore_episodes=config.explore_episodes, models_dir=str(previous.root),
+        doom_resolution=config.doom_resolution))
     times["collect"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -304,6 +308,8 @@ def define_flags() -> None:
                  "rounds": "Iterative rounds to run after round 0.",
                  "episodes_per_round": "Real episodes collected with the current controller per round.",
                  "explore": "Chance per step of starting a random action held 1-10 frames while collecting.",
+                 "explore_episodes": "Share of the collected episodes that explore; the others are the "
+                                     "controller's own play to the end.",
                  "temperature": "The dream's tau.", "rnn_steps": "Fine-tuning steps of M per round.",
                  "rnn_learning_rate": "Adam's starting rate when fine-tuning M.",
                  "rnn_eval_every": "Steps between M's validations on the round's own episodes.",

@@ -75,6 +75,7 @@ class PipelineConfig:
     iterate_rounds: int = 0  # rounds of the iterative procedure after round 0 (run.iterate)
     iterate_episodes: int = 600  # real episodes collected with the current controller each round
     iterate_explore: float = 0.3  # chance per step of a random held action while collecting them
+    iterate_explore_episodes: float = 1.0  # share of those episodes that explore (the rest: C's own play)
     iterate_rnn_steps: int = 1000  # M's fine-tuning steps each round
     iterate_generations: str = "40"  # CMA-ES generations of C each round ("20,60": the last value repeats)
     iterate_audit_episodes: int = 0  # episodes per policy of a dream audit after each round (0: none)
@@ -282,8 +283,8 @@ def iterate_config(config: PipelineConfig):
 
     return IterateConfig(
         env=config.env, rounds=max(config.iterate_rounds, 1), episodes_per_round=config.iterate_episodes,
-        explore=config.iterate_explore, temperature=config.temperature, rnn_steps=config.iterate_rnn_steps,
-        rnn_eval_every=config.rnn_eval_every,
+        explore=config.iterate_explore, explore_episodes=config.iterate_explore_episodes,
+        temperature=config.temperature, rnn_steps=config.iterate_rnn_steps, rnn_eval_every=config.rnn_eval_every,
         rnn_batch_size=config.rnn_batch_size, rnn_seq_len=config.rnn_seq_len,
         popsize=config.popsize, rollouts=config.rollouts, generations=parse_generations(config.iterate_generations),
         sigma=config.sigma, eval_every=config.eval_every, eval_rollouts=config.eval_rollouts,
@@ -524,6 +525,7 @@ FLAG_HELP = {
                       "dream, CarRacing's in the real game).",
     "iterate_episodes": "Real episodes collected with the current controller each round.",
     "iterate_explore": "Chance per step of a random held action while collecting them.",
+    "iterate_explore_episodes": "Share of those episodes that explore; the others are the controller's own play.",
     "iterate_rnn_steps": "M's fine-tuning steps each round.",
     "iterate_generations": "CMA-ES generations of C per round: one value for all rounds, or one "
                            "per round (e.g. 20,60: the last value serves the later rounds).",

@@ -52,12 +52,16 @@ def brownian_driving_policy(rng: np.random.Generator, steer_step: float = 0.1) -
     return act
 
 
-def agent_policy(agent, params: np.ndarray, rng: np.random.Generator, explore: float = 0.0) -> Policy:
+def agent_policy(agent, params: np.ndarray, rng: np.random.Generator, explore: float = 0.0,
+                 explore_episodes: float = 1.0) -> Policy:
     """V + M + C acting on frames; with probability `explore` a step starts a random held action (1-10 frames,
-    uniform in the action space) instead. M always advances with the action actually taken."""
+    uniform in the action space) instead, in a share `explore_episodes` of the episodes (the others are C's own
+    play to the end, so M also sees where C's habits lead). M always advances with the action actually taken."""
     import tensorflow as tf
 
     episode_seed = int(rng.integers(2**31 - 1))
+    if explore_episodes < 1.0 and rng.random() >= explore_episodes:
+        explore = 0.0
     params = tf.constant(np.asarray(params, np.float32))  # once an episode, not once a frame
     state = {"agent": agent.initial_state(), "t": 0, "random": None, "left": 0}
     random_actions = held_uniform_policy(rng, agent.controller.action_size)
@@ -104,9 +108,11 @@ def random_weights_factory(env: str, seed: int = 0) -> PolicyFactory:
     return factory
 
 
-def controller_factory(env: str, exp_dir: str, controller_file: str, explore: float = 0.0) -> PolicyFactory:
-    """A trained controller with the experiment's V and M, mixing in random held actions at rate `explore`
-    (the iterative procedure's exploration: M must see what the controller does *and* what it avoids)."""
+def controller_factory(env: str, exp_dir: str, controller_file: str, explore: float = 0.0,
+                       explore_episodes: float = 1.0) -> PolicyFactory:
+    """A trained controller with the experiment's V and M, mixing in random held actions at rate `explore` in a
+    share `explore_episodes` of the episodes (the iterative procedure's exploration: M must see what the
+    controller does *and* what it avoids)."""
     from controller import Controller
     from controller.rollouts import RealSetup, load_agent
 
@@ -114,7 +120,7 @@ def controller_factory(env: str, exp_dir: str, controller_file: str, explore: fl
     if controller.env != env:
         raise ValueError(f"{controller_file}: a {controller.env} controller cannot collect {env} episodes")
     agent = load_agent(RealSetup(exp_dir, env, controller.get_config()))
-    return lambda rng: agent_policy(agent, params, rng, explore)
+    return lambda rng: agent_policy(agent, params, rng, explore, explore_episodes)
 
 
 RANDOM_POLICIES: dict[str, dict[str, Callable[..., Policy]]] = {
@@ -131,14 +137,15 @@ def policy_names(env: str) -> list[str]:
 
 
 def make_policy_factory(env: str, name: str, seed: int = 0, exp_dir: str | None = None,
-                        controller_file: str | None = None, explore: float = 0.0) -> PolicyFactory:
+                        controller_file: str | None = None, explore: float = 0.0,
+                        explore_episodes: float = 1.0) -> PolicyFactory:
     """The factory of policy `name` for `env`; unknown names raise `ValueError` listing the known ones."""
     if name == "random_weights":
         return random_weights_factory(env, seed)
     if name == "controller":
         if not controller_file or not exp_dir:
             raise ValueError("the 'controller' policy needs a controller file and the experiment's V and M")
-        return controller_factory(env, exp_dir, controller_file, explore)
+        return controller_factory(env, exp_dir, controller_file, explore, explore_episodes)
     policies = RANDOM_POLICIES[env]
     if name not in policies:
         raise ValueError(f"unknown policy {name!r} for {env}; choose from {policy_names(env)}")

@@ -160,3 +160,26 @@ def test_controller_policy_with_exploration_collects_doom(tmp_path, rigged_dream
     controller.save(moved / "c.json", params + 1.0)
     with pytest.raises(UserError, match="collected with other settings.*controller_sha256"):
         collect_rollouts(moved / "exp", controller_file=str(moved / "c.json"), **settings)
+
+
+def test_exploration_in_a_share_of_episodes_leaves_the_others_to_the_controller(tmp_path, rigged_dream):
+    from controller import Controller
+
+    controller_file = tmp_path / "c.json"
+    controller = Controller("doom", "full", z_size=64, hidden_size=16)
+    params = np.zeros(controller.num_params, np.float32)
+    params[64 + 16 + 2] = 5.0  # lean on the rigged M's saturated unit: move right
+    controller.save(controller_file, params)
+    settings = dict(env="doom", episodes=8, workers=2, seed=3, max_steps=120, policy="controller", explore=0.3,
+                    explore_episodes=0.5, models_dir=str(rigged_dream), doom_resolution="160x120", verbose=False)
+    paths = collect_rollouts(tmp_path / "exp", controller_file=str(controller_file), **settings)
+    shares = [np.mean(np.abs(read_rollout(path)["action"][1:, 0] - np.tanh(5.0 * 0.95)) > 0.05) for path in paths]
+    plain = [share for share in shares if share == 0.0]
+    assert 0 < len(plain) < len(paths), f"some episodes explore, the others are C's own play: {shares}"
+    assert all(share > 0.05 for share in shares if share > 0.0)
+    with pytest.raises(UserError, match="collected with other settings.*explore_episodes"):
+        collect_rollouts(tmp_path / "exp", controller_file=str(controller_file), **{**settings,
+                                                                                    "explore_episodes": 1.0})
+    with pytest.raises(UserError, match=r"--explore_episodes=1.5: must be in \[0, 1\]"):
+        collect_rollouts(tmp_path / "other", controller_file=str(controller_file), **{**settings,
+                                                                                      "explore_episodes": 1.5})
