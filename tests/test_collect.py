@@ -133,14 +133,20 @@ def test_2018_random_weights_policy_drives_carracing(tmp_path):
     assert not np.allclose(actions[0], actions[1]), "each episode draws its own controller weights"
 
 
-def test_controller_policy_with_exploration_collects_doom(tmp_path, rigged_dream):
+def _rightward_controller(path: Path):
+    """A controller that leans on the rigged M's saturated unit: it moves right (tanh(5 * 0.95)) once h is set."""
     from controller import Controller
 
-    controller_file = tmp_path / "c.json"
     controller = Controller("doom", "full", z_size=64, hidden_size=16)
     params = np.zeros(controller.num_params, np.float32)
-    params[64 + 16 + 2] = 5.0  # lean on the rigged M's saturated unit: move right
-    controller.save(controller_file, params)
+    params[64 + 16 + 2] = 5.0
+    controller.save(path, params)
+    return controller, params
+
+
+def test_controller_policy_with_exploration_collects_doom(tmp_path, rigged_dream):
+    controller_file = tmp_path / "c.json"
+    controller, params = _rightward_controller(controller_file)
     settings = dict(env="doom", episodes=2, workers=2, seed=1, max_steps=150, policy="controller", explore=0.2,
                     models_dir=str(rigged_dream), doom_resolution="160x120", verbose=False)
     paths = collect_rollouts(tmp_path / "exp", controller_file=str(controller_file), **settings)
@@ -163,13 +169,8 @@ def test_controller_policy_with_exploration_collects_doom(tmp_path, rigged_dream
 
 
 def test_exploration_in_a_share_of_episodes_leaves_the_others_to_the_controller(tmp_path, rigged_dream):
-    from controller import Controller
-
     controller_file = tmp_path / "c.json"
-    controller = Controller("doom", "full", z_size=64, hidden_size=16)
-    params = np.zeros(controller.num_params, np.float32)
-    params[64 + 16 + 2] = 5.0  # lean on the rigged M's saturated unit: move right
-    controller.save(controller_file, params)
+    _rightward_controller(controller_file)
     settings = dict(env="doom", episodes=8, workers=2, seed=3, max_steps=120, policy="controller", explore=0.3,
                     explore_episodes=0.5, models_dir=str(rigged_dream), doom_resolution="160x120", verbose=False)
     paths = collect_rollouts(tmp_path / "exp", controller_file=str(controller_file), **settings)
