@@ -235,8 +235,9 @@ def define_flags() -> None:
     flags.DEFINE_string("policy", None, "held_uniform (Doom's default and the paper's: a uniform action held "
                         "1-10 frames), brownian (CarRacing's default: a steering random walk with gas), "
                         "random_weights (the 2018 CarRacing data policy: untrained V and M, Cauchy-random "
-                        "controller weights per episode) or controller (--controller_file, with --explore); "
-                        "'random' means the env's default.")
+                        "controller weights per episode), controller (--controller_file, with --explore), or for "
+                        "Doom always_left, always_right, stand_still (the dream audit's probes); 'random' means the "
+                        "env's default.")
     flags.DEFINE_string("controller_file", None, "--policy=controller: the controller JSON to play.")
     flags.DEFINE_float("explore", 0.0, "--policy=controller: chance per step of starting a random action held "
                        "1-10 frames.")

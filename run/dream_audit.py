@@ -21,7 +21,10 @@ from run.pool import WorkerPool
 from run.seeding import derive_seed
 from run.storage import file_digest, write_json, write_text
 
-FIXED_POLICIES = ("always left", "always right", "stand still", "random, held 1-10 frames")
+# The audit's fixed policies (their names in its tables) and their names in run.policies (run.collect --policy).
+POLICY_NAMES = {"always left": "always_left", "always right": "always_right", "stand still": "stand_still",
+                "random, held 1-10 frames": "held_uniform"}
+FIXED_POLICIES = tuple(POLICY_NAMES)
 HOLE_RATIO = 2.0  # dream survival this many times the real one ...
 HOLE_MARGIN = 100  # ... and at least this many steps longer: flagged as a hole
 
@@ -38,12 +41,9 @@ class AuditConfig:
 
 
 def _fixed_action(name: str, rng: np.random.Generator) -> Callable[[np.ndarray], np.ndarray]:
-    from run.policies import held_uniform_policy
+    from run.policies import RANDOM_POLICIES
 
-    if name == "random, held 1-10 frames":
-        return held_uniform_policy(rng)
-    value = {"always left": -1.0, "always right": 1.0, "stand still": 0.0}[name]
-    return lambda frame: np.array([value], np.float32)
+    return RANDOM_POLICIES["doom"][POLICY_NAMES[name]](rng)
 
 
 def _init_game(resolution: str, max_steps: int):

@@ -8,6 +8,8 @@ by `run.pipeline --config=doom_small`; for CarRacing the full [z, h] C trained i
 in DIR/iterate/round_k/, an experiment folder of its own:
   rollouts/  real episodes of round k-1's controller, with random held actions mixed in (`--explore`) in a
              share of them (`--explore_episodes`)
+  holes/<policy>/ (Doom, `--hole_episodes`) real episodes of each fixed policy round k-1's audit flagged as
+             a hole (e.g. always_right), so M learns what the game really does there, not only where C went
   series/    their encoding by V (V stays round 0's) plus links to every earlier round's series
   rnn/       M fine-tuned from round k-1's weights on all series so far
   controller/doomrnn_full_t<tau>/ (Doom: C retrained in the new dream) or carracing_full/ (CarRacing: C retrained
@@ -61,6 +63,7 @@ class IterateConfig:
     real_eval_every: int = 0  # Doom: also play the CMA mean in the real game every K generations (0: never)
     eval_episodes: int = 100  # real episodes scoring each round's controller
     audit_episodes: int = 0  # Doom: episodes per policy of a dream audit; 0: no audit
+    hole_episodes: int = 0  # Doom: real episodes of each fixed policy the last audit flagged as a hole (0: none)
     workers: int = 2
     seed: int = 0
     max_steps: int | None = None  # None: the task's limit (CarRacing 1,000, Doom 2,100)
@@ -78,6 +81,11 @@ class IterateConfig:
         for name in ("explore", "explore_episodes"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise UserError(f"--{name}={getattr(self, name)}: must be in [0, 1]")
+        if self.hole_episodes < 0:
+            raise UserError(f"--hole_episodes={self.hole_episodes}: must be at least 0")
+        if self.hole_episodes and not (self.env == "doom" and self.audit_episodes):
+            raise UserError(f"--hole_episodes={self.hole_episodes}: needs the Doom dream audit "
+                            "(--env=doom and --audit_episodes >= 1), which names the holes")
         return dataclasses.replace(self, max_steps=self.max_steps or MAX_STEPS[self.env])
 
     @property
@@ -125,11 +133,41 @@ def _link(source: Path, target: Path) -> None:
 
 
 def _link_series(root: Path, k: int, series: Path) -> None:
-    """Round k's series/ sees every earlier round's own episodes, under names that cannot collide."""
-    for j in range(k):
-        own = sorted(p for p in (round_dir(root, j) / "series").glob("ep[0-9]*.npz"))
-        for path in own:
-            _link(path, series / f"ep_r{j:02d}_{path.name}")
+    """Round k's series/ sees every earlier round's own episodes and every round's hole episodes, under names
+    that cannot collide (and do not match OWN_EPISODES: M is validated on the controller's play only)."""
+    for j in range(k + 1):
+        if j < k:
+            for path in sorted((round_dir(root, j) / "series").glob(OWN_EPISODES)):
+                _link(path, series / f"ep_r{j:02d}_{path.name}")
+        for path in sorted((round_dir(root, j) / "holes").glob(f"*/series/{OWN_EPISODES}")):
+            _link(path, series / f"ep_r{j:02d}_{path.parent.parent.name}_{path.name}")
+
+
+def flagged_holes(layout: ExperimentLayout) -> list[str]:
+    """The fixed policies (run.policies names) that the experiment's dream audit flagged as holes."""
+    from run.dream_audit import POLICY_NAMES
+
+    audit = layout.report / "dream_audit.json"
+    rows = read_json(audit)["rows"] if audit.exists() else []
+    return [POLICY_NAMES[row["policy"]] for row in rows if row["hole"] and row["policy"] in POLICY_NAMES]
+
+
+def _collect_holes(root: Path, k: int, previous: ExperimentLayout, config: IterateConfig, say) -> list[str]:
+    """Round k's real episodes of every fixed policy round k-1's audit flagged, each encoded by round 0's V."""
+    from run.collect import CollectConfig, collect_rollouts
+    from vae.encode import encode_rollouts
+
+    holes = flagged_holes(previous) if config.hole_episodes else []
+    for index, policy in enumerate(holes):
+        say(f"iterate: round {k}: {config.hole_episodes} real episodes of '{policy}', a hole in round {k - 1}'s "
+            "dream")
+        folder = experiment(round_dir(root, k) / "holes" / policy)
+        collect_rollouts(folder.root, CollectConfig(
+            env="doom", episodes=config.hole_episodes, workers=config.workers,
+            seed=derive_seed(config.seed, k, 3, index), max_steps=config.max_steps, policy=policy,
+            doom_resolution=config.doom_resolution), verbose=False)
+        encode_rollouts(folder.root, model_path=experiment(root, create=False).vae_model, verbose=False)
+    return holes
 
 
 def _evaluate(layout: ExperimentLayout, config: IterateConfig, say) -> dict:
@@ -200,6 +238,7 @@ def run_round(root: Path, k: int, config: IterateConfig, say=print) -> dict:
         max_steps=config.max_steps, policy="controller", controller_file=str(previous_controller),
         explore=config.explore, explore_episodes=config.explore_episodes, models_dir=str(previous.root),
         doom_resolution=config.doom_resolution))
+    holes = _collect_holes(root, k, previous, config, say)
     times["collect"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -235,7 +274,7 @@ def run_round(root: Path, k: int, config: IterateConfig, say=print) -> dict:
     times["evaluate"] = time.perf_counter() - start
     _audit(layout, config, say)
     return {"round": k, "real_mean": result["mean"], "real_std": result["std"], "real_episodes": result["episodes"],
-            "dream": _dream_score(layout, config), "seconds": times,
+            "dream": _dream_score(layout, config), "holes": holes, "seconds": times,
             "folder": str(layout.root)}
 
 
@@ -280,6 +319,8 @@ def progress_markdown(rounds: list[dict], report_dir: Path, dream: bool = True) 
              "|---|---|---|" + ("---|---|" if dream else "")]
     for row in rounds:
         data = "random policy" if row["round"] == 0 else f"+ round {row['round'] - 1} controller"
+        if row.get("holes"):
+            data += " + " + ", ".join(row["holes"])
         line = (f"| {row['round']} | {data} | {row['real_mean']:.0f} ± {row['real_std']:.0f} "
                 f"({row['real_episodes']} episodes) |")
         if dream:
@@ -317,7 +358,10 @@ def define_flags() -> None:
                  "generations": "CMA-ES generations of C per round: one value for all rounds, or one "
                                 "per round (e.g. 20,60: the last value serves the later rounds).",
                  "eval_episodes": "Real episodes scoring each round's controller.",
-                 "audit_episodes": "Episodes per policy of a dream audit after each round (0: none)."}
+                 "audit_episodes": "Episodes per policy of a dream audit after each round (0: none).",
+                 "hole_episodes": "Doom: real episodes of each fixed policy (always left, always right, stand "
+                                  "still) the last round's audit flagged as a hole, added to the round's data "
+                                  "(0: none; needs --audit_episodes)."}
     for field in dataclasses.fields(IterateConfig):
         value = getattr(defaults, field.name)
         text = help_text.get(field.name, field.name.replace("_", " ").capitalize() + ".")

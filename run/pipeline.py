@@ -79,6 +79,7 @@ class PipelineConfig:
     iterate_rnn_steps: int = 1000  # M's fine-tuning steps each round
     iterate_generations: str = "40"  # CMA-ES generations of C each round ("20,60": the last value repeats)
     iterate_audit_episodes: int = 0  # episodes per policy of a dream audit after each round (0: none)
+    iterate_hole_episodes: int = 0  # Doom: real episodes of each fixed policy the audit flags as a hole
 
     def resolved(self) -> "PipelineConfig":
         """Checks the fields that need no model code and fills in workers and controller_env."""
@@ -99,6 +100,11 @@ class PipelineConfig:
             from run.iterate import parse_generations
 
             parse_generations(self.iterate_generations, "iterate_generations")
+        if self.iterate_hole_episodes < 0:
+            raise UserError(f"--iterate_hole_episodes={self.iterate_hole_episodes}: must be at least 0")
+        if self.iterate_hole_episodes and not (self.env == "doom" and self.iterate_audit_episodes):
+            raise UserError(f"--iterate_hole_episodes={self.iterate_hole_episodes}: needs Doom's dream audit "
+                            "(--iterate_audit_episodes >= 1), which names the holes")
         if self.doom_resolution not in DOOM_RESOLUTIONS:
             raise UserError(f"--doom_resolution={self.doom_resolution}: choose from {', '.join(DOOM_RESOLUTIONS)}")
         for name in ("episodes", "vae_epochs", "vae_batch_size", "rnn_eval_every", "popsize", "rollouts",
@@ -289,7 +295,7 @@ def iterate_config(config: PipelineConfig):
         popsize=config.popsize, rollouts=config.rollouts, generations=parse_generations(config.iterate_generations),
         sigma=config.sigma, eval_every=config.eval_every, eval_rollouts=config.eval_rollouts,
         real_eval_every=config.real_eval_every, eval_episodes=config.eval_episodes,
-        audit_episodes=config.iterate_audit_episodes, workers=config.workers or os.cpu_count() or 1,
+        audit_episodes=config.iterate_audit_episodes, hole_episodes=config.iterate_hole_episodes, workers=config.workers or os.cpu_count() or 1,
         seed=config.seed, max_steps=config.max_steps, doom_resolution=config.doom_resolution)
 
 
@@ -530,6 +536,8 @@ FLAG_HELP = {
     "iterate_generations": "CMA-ES generations of C per round: one value for all rounds, or one "
                            "per round (e.g. 20,60: the last value serves the later rounds).",
     "iterate_audit_episodes": "Episodes per policy of a dream audit after each round (0: none).",
+    "iterate_hole_episodes": "Doom: real episodes of each fixed policy the last round's audit flagged as a hole, "
+                             "added to the next round's data (0: none).",
 }
 
 

@@ -7,6 +7,7 @@ episode's random generator, so an episode is reproducible from its seed alone. A
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import numpy as np
@@ -28,6 +29,13 @@ def held_uniform_policy(rng: np.random.Generator, action_size: int = 1, min_hold
         return state["action"].copy()
 
     return act
+
+
+def constant_policy(value: float, rng: np.random.Generator | None = None, action_size: int = 1) -> Policy:
+    """One action for the whole episode: the dream audit's "always left/right" and "stand still" probes, and the
+    iterative procedure's real episodes of a policy the audit flagged as a hole in M."""
+    action = np.full(action_size, value, np.float32)
+    return lambda frame: action.copy()
 
 
 def brownian_driving_policy(rng: np.random.Generator, steer_step: float = 0.1) -> Policy:
@@ -124,7 +132,9 @@ def controller_factory(env: str, exp_dir: str, controller_file: str, explore: fl
 
 
 RANDOM_POLICIES: dict[str, dict[str, Callable[..., Policy]]] = {
-    "doom": {"held_uniform": held_uniform_policy},
+    "doom": {"held_uniform": held_uniform_policy, "always_left": functools.partial(constant_policy, -1.0),
+             "always_right": functools.partial(constant_policy, 1.0),
+             "stand_still": functools.partial(constant_policy, 0.0)},
     "carracing": {"brownian": brownian_driving_policy},
 }
 MODEL_POLICIES = ("random_weights", "controller")  # need TensorFlow in the worker

@@ -78,6 +78,27 @@ def test_two_rounds_write_their_folders_and_a_report_section(round_zero):
     assert rewritten[2] == written[2], "round 1's unchanged controller is not"
 
 
+def test_a_round_adds_real_episodes_of_the_holes_its_audit_flagged(round_zero):
+    # The rigged M never kills a right-mover, the game does within a few hundred steps: round 0's audit must flag
+    # "always right", and round 1 must play it for real and give those episodes to M (but not validate on them).
+    config = IterateConfig(rounds=1, audit_episodes=2, hole_episodes=2, **{**TINY, "max_steps": 600})
+    rounds = iterate(round_zero, config, verbose=False)
+
+    audit = json.loads((round_zero / "report" / "dream_audit.json").read_text())
+    flagged = [row["policy"] for row in audit["rows"] if row["hole"] and row["policy"] != "controller"]
+    assert "always right" in flagged and rounds[1]["holes"] == [name.replace(" ", "_") for name in flagged]
+    folder = round_zero / "iterate" / "round_01"
+    played = sorted((folder / "holes" / "always_right" / "rollouts").glob("ep*.npz"))
+    assert len(played) == 2 and all((np.load(path)["action"] == 1.0).all() for path in played)
+    linked = sorted((folder / "series").glob("ep_r01_always_right_ep*.npz"))
+    assert len(linked) == 2 and all(path.resolve().parent.parent.name == "always_right" for path in linked)
+    validation = json.loads((folder / "rnn" / "split.json").read_text())["validation"]
+    assert all(name.startswith("ep0") for name in validation), "M is still picked on the controller's play"
+    assert "| 1 | + round 0 controller + always_right" in (round_zero / "report" / "iterate.md").read_text()
+    with pytest.raises(UserError, match="--hole_episodes=2: needs the Doom dream audit"):
+        IterateConfig(hole_episodes=2).validated()
+
+
 def test_carracing_rounds_fine_tune_m_on_the_controllers_episodes_and_retrain_c_in_the_real_game(tmp_path):
     exp = make_carracing_world(tmp_path / "exp", seed=5)
     train_controller(exp, ControllerTrainConfig(env="carracing", workers=2, max_steps=40, es=ESConfig(

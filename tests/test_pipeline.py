@@ -203,6 +203,8 @@ def test_a_config_can_be_a_copied_and_edited_file(tmp_path):
     (["--config=doom_tiny", "--doom_resolution=1x1"], "--doom_resolution=1x1"),
     (["--config=doom_tiny", "--iterate_rounds=2", "--iterate_generations=20,x"], "--iterate_generations=20,x"),
     (["--config=carracing_tiny", "--iterate_rounds=1", "--controller=z"], "--iterate_rounds needs the full C"),
+    (["--config=doom_tiny", "--iterate_hole_episodes=50", "--iterate_audit_episodes=0"],
+     "needs Doom's dream audit"),
 ])
 def test_bad_input_gives_one_error_line_and_exit_2(tmp_path, args, message):
     result = subprocess.run([sys.executable, "-m", "run.pipeline", f"--exp_dir={tmp_path / 'exp'}", *args],
