@@ -339,6 +339,8 @@ def machine_section(experiment: Experiment) -> str:
             + (f" (+{_duration(interrupted)} in earlier attempts, interrupted or run with other settings, that "
                f"they resumed from: {_duration(total + interrupted)} in all)" if interrupted and total is not None
                else "") + ".\n\n")
+    if pipeline.get("note"):  # a hand-written remark on the run's history (e.g. stages copied from another run)
+        text += f"Note: {pipeline['note']}\n\n"
     machines = pipeline.get("machines") or {}
     rows = [[host, m.get("cpu", "?"), f"{m.get('usable_cores', '?')} of {m.get('cores', '?')}",
              f"{m.get('memory_gb', '?')} GB", m.get("tensorflow", "?"), ", ".join(m.get("gpus") or []) or "none",

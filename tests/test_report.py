@@ -83,6 +83,12 @@ def test_missing_pieces_are_shown_as_not_run_and_several_experiments_make_one_re
     assert "| World Model (V + M), full | 906 ± 21 | not run |" in text
     assert f"Reconstructions: {NOT_RUN}" in text and f"Dream samples: {NOT_RUN}" in text
     assert "### Audit" in text and "The dream was checked." in text  # the audit, its headings nested
+    noted = tmp_path / "noted"  # a hand-written note in pipeline.json (e.g. stages copied from another run)
+    noted.mkdir()
+    record = json.loads((doom_tiny / "pipeline.json").read_text())
+    (noted / "pipeline.json").write_text(json.dumps({**record, "note": "Stages copied from run A."}))
+    text = write_report(ReportConfig(exp_dirs=(str(noted),))).read_text()
+    assert "Total of the finished stages:" in text and "Note: Stages copied from run A.\n" in text
 
     out = tmp_path / "combined"
     text = write_report(ReportConfig(exp_dirs=(str(doom_tiny), str(sparse)), out=str(out))).read_text()
