@@ -295,7 +295,8 @@ def iterate_config(config: PipelineConfig):
         popsize=config.popsize, rollouts=config.rollouts, generations=parse_generations(config.iterate_generations),
         sigma=config.sigma, eval_every=config.eval_every, eval_rollouts=config.eval_rollouts,
         real_eval_every=config.real_eval_every, eval_episodes=config.eval_episodes,
-        audit_episodes=config.iterate_audit_episodes, hole_episodes=config.iterate_hole_episodes, workers=config.workers or os.cpu_count() or 1,
+        audit_episodes=config.iterate_audit_episodes, hole_episodes=config.iterate_hole_episodes,
+        workers=config.workers or os.cpu_count() or 1,
         seed=config.seed, max_steps=config.max_steps, doom_resolution=config.doom_resolution)
 
 
