@@ -9,7 +9,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["vae", "vae.*", "rnn", "rnn.*", "controller", "controller.*",
+    packages=find_packages(include=["common", "common.*", "vae", "vae.*", "rnn", "rnn.*", "controller", "controller.*",
                                     "envs", "envs.*", "run", "run.*"]),
     package_data={"run": ["configs/*.cfg"]},
     install_requires=[
@@ -29,7 +29,8 @@ setup(
         "matplotlib>=3.7",
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-timeout>=2", "scipy>=1.10"],
+        # import-linter checks the layering (.importlinter), ruff the code (ruff.toml): tests/test_structure.py
+        "test": ["pytest>=7", "pytest-timeout>=2", "scipy>=1.10", "import-linter>=2.0", "ruff>=0.6"],
         "gpu": ["tensorflow[and-cuda]>=2.18,<2.22"],
     },
 )

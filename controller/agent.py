@@ -6,13 +6,14 @@ z is sampled from N(mu, sigma^2) at every step, as the 2018 agent did.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
+from common.errors import DataError
 from controller.model import Controller
-from run.errors import DataError
 
 
 def check_compatible(vae, rnn, controller: Controller) -> None:

@@ -13,16 +13,17 @@ import dataclasses
 import os
 import pickle
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import cma
 import numpy as np
 
-from run.errors import DataError
-from run.progress import format_duration
-from run.seeding import derive_seed
-from run.storage import atomic_path, write_json
+from common.errors import DataError
+from common.progress import format_duration
+from common.seeding import derive_seed
+from common.storage import atomic_path, write_json
 
 # evaluate(population (N, P), seeds (R,)) -> returns (N, R)
 Evaluator = Callable[[np.ndarray, np.ndarray], np.ndarray]

@@ -17,15 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import UserError
+from common.layout import experiment
+from common.pool import check_worker_count
+from common.seeding import derive_seed
+from common.storage import file_digest, write_json
 from controller.es import EVAL_SEED_OFFSET
 from controller.model import Controller
 from controller.plots import plot_score_histogram
 from controller.rollouts import RealEvaluator, RealSetup, controller_dir, load_agent, make_real_env
-from run.collect import check_worker_count
-from run.errors import UserError
-from run.layout import experiment
-from run.seeding import derive_seed
-from run.storage import file_digest, write_json
 
 EVAL_ENVS = ("carracing", "doom")
 
@@ -42,7 +42,7 @@ class EvaluateConfig:
     video: str | None = None  # .mp4 or .gif of the first episode: the frame beside V's reconstruction
     episode_timeout: float = 900.0
 
-    def validated(self) -> "EvaluateConfig":
+    def validated(self) -> EvaluateConfig:
         if self.env not in EVAL_ENVS:
             raise UserError(f"--env={self.env}: choose from {', '.join(EVAL_ENVS)}")
         if self.episodes < 1:
@@ -160,7 +160,7 @@ def define_flags() -> None:
 
 
 if __name__ == "__main__":
-    from run.errors import run_main
+    from common.errors import run_main
 
     define_flags()
     run_main(main)

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from run.errors import DataError, UserError
-from run.storage import write_text
+from common.errors import DataError, UserError
+from common.storage import write_text
 
 ENVS = ("carracing", "doom")
 VARIANTS = ("full", "z", "z_hidden")
@@ -141,7 +141,7 @@ class Controller:
         write_text(path, json.dumps({"controller": self.get_config(), "params": params.tolist(), **info}) + "\n")
 
     @staticmethod
-    def load(path: str | os.PathLike) -> tuple["Controller", np.ndarray]:
+    def load(path: str | os.PathLike) -> tuple[Controller, np.ndarray]:
         """Reads a controller JSON file; problems raise a one-line `DataError` naming the file."""
         try:
             with open(path, encoding="utf-8") as f:

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from common.pool import WorkerPool
 from controller.model import Controller
-from run.pool import WorkerPool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,9 +32,9 @@ class RealSetup:
 
 def load_agent(setup: RealSetup):
     """V, M and C of an experiment as an `Agent` (checks that they fit together)."""
+    from common.layout import experiment
     from controller.agent import Agent
     from rnn.model import load_rnn
-    from run.layout import experiment
     from vae.encode import load_vae
 
     layout = experiment(setup.exp_dir, create=False)
@@ -52,7 +52,7 @@ def make_real_env(setup: RealSetup):
 
 
 def _init_real_worker(setup: RealSetup) -> tuple[Any, Any, RealSetup]:
-    from run.threads import limit_tensorflow_threads
+    from common.threads import limit_tensorflow_threads
 
     limit_tensorflow_threads(1)
     return make_real_env(setup), load_agent(setup), setup

@@ -19,15 +19,25 @@ from typing import Any
 
 import numpy as np
 
-from controller.es import (ESConfig, ESState, evaluate_mean, evaluation_seeds, generation_line, load_state,
-                           new_state, run_generation, save_state, write_history)
+from common.errors import UserError
+from common.layout import experiment
+from common.pool import check_worker_count
+from common.storage import read_json, write_json
+from controller.es import (
+    ESConfig,
+    ESState,
+    evaluate_mean,
+    evaluation_seeds,
+    generation_line,
+    load_state,
+    new_state,
+    run_generation,
+    save_state,
+    write_history,
+)
 from controller.model import Controller
 from controller.plots import plot_training_progress
 from controller.rollouts import DreamEvaluator, RealEvaluator, RealSetup, controller_dir
-from run.collect import check_worker_count
-from run.errors import UserError
-from run.layout import experiment
-from run.storage import read_json, write_json
 
 TRAIN_ENVS = ("carracing", "doom", "doomrnn")
 
@@ -49,7 +59,7 @@ class ControllerTrainConfig:
     init_file: str | None = None  # warm start: a controller JSON whose parameters become x0
     dream_bfloat16: bool = False  # doomrnn: run the dream's matmuls in bfloat16 (faster on AVX-512 BF16 CPUs)
 
-    def validated(self) -> "ControllerTrainConfig":
+    def validated(self) -> ControllerTrainConfig:
         if self.env not in TRAIN_ENVS:
             raise UserError(f"--env={self.env}: choose from {', '.join(TRAIN_ENVS)}")
         for name in ("popsize", "rollouts", "generations", "eval_every", "eval_rollouts"):
@@ -254,7 +264,7 @@ def define_flags() -> None:
 
 
 if __name__ == "__main__":
-    from run.errors import run_main
+    from common.errors import run_main
 
     define_flags()
     run_main(main)

@@ -21,8 +21,8 @@ import gymnasium as gym
 import numpy as np
 import tensorflow as tf
 
-from run.errors import DataError
-from run.storage import read_npz
+from common.errors import DataError
+from common.storage import read_npz
 
 PAPER_TEMPERATURE = 1.15  # the 2018 code used 1.25
 MAX_STEPS = 2100
@@ -175,8 +175,8 @@ def load_dream(exp_dir: str | os.PathLike, temperature: float = PAPER_TEMPERATUR
                max_steps: int = MAX_STEPS, rnn_path: str | os.PathLike | None = None,
                bfloat16: bool = False) -> DreamDynamics:
     """The dream of an experiment: M from `rnn/rnn.keras`, resets from `series/initial_z.npz`."""
+    from common.layout import experiment
     from rnn.model import load_rnn
-    from run.layout import experiment
 
     layout = experiment(exp_dir, create=False)
     rnn = load_rnn(rnn_path or layout.rnn_model, expect={"predict_done": True})

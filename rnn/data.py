@@ -24,14 +24,14 @@ import dataclasses
 import heapq
 import io
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 
-from run.errors import DataError, UserError
-from run.progress import Progress
-from run.storage import episode_files, read_series
+from common.errors import DataError, UserError
+from common.progress import Progress
+from common.storage import episode_files, read_series
 
 ENVS = ("carracing", "doom")
 BATCH_KEYS = ("mu", "logvar", "action", "restart", "done", "z_mask", "step_mask")

@@ -24,14 +24,15 @@ Inside another tf.function (the dream's while loop, an agent's compiled act) the
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from run.errors import DataError
+from common.errors import DataError
 
 tfd = tfp.distributions
 
@@ -127,7 +128,7 @@ class ResettableLSTM(keras.layers.Layer):
     input (Doom's restart flag). The input projection of all steps is one matmul; only the recurrent part runs
     in a `tf.scan`. On the shared 2-core CPU this and keras.layers.RNN over an equivalent cell trained equally
     fast within the measurement noise (each won some rounds by 10-30%), and both about twice as fast as a
-    tf.while_loop slicing its inputs per step; see `rnn.benchmark.compare_unroll`.
+    tf.while_loop slicing its inputs per step; see `run.benchmark_rnn.compare_unroll`.
     """
 
     def __init__(self, units: int, **kwargs: Any):

@@ -25,20 +25,21 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
-from rnn.data import (BATCH_KEYS, EpisodeBatches, SeriesSet, StreamBatches, load_series, split_episodes)
+from common.errors import DataError, UserError, sigterm_as_interrupt
+from common.layout import ExperimentLayout, experiment
+from common.progress import Progress
+from common.storage import atomic_path, read_json, write_json
+from rnn.data import BATCH_KEYS, EpisodeBatches, SeriesSet, StreamBatches, load_series, split_episodes
 from rnn.model import MDNRNN, MixtureParams, done_loss, load_rnn, mixture_distribution
-from run.errors import DataError, UserError, sigterm_as_interrupt
-from run.layout import ExperimentLayout, experiment
-from run.progress import Progress
-from run.storage import atomic_path, read_json, write_json
 
 # The paper's settings per task (appendix; the Doom step count follows the 2018 code's ~24,000).
 PAPER_DEFAULTS = {
@@ -77,7 +78,7 @@ class RNNTrainConfig:
     resume: bool = True  # continue from the last checkpoint; False discards the old run
     init_model: str | None = None  # fine-tune: start from this rnn.keras's weights (iterative training)
 
-    def resolved(self, env: str) -> "RNNTrainConfig":
+    def resolved(self, env: str) -> RNNTrainConfig:
         """The config with every None replaced by the paper's value for `env`, validated."""
         filled = {k: v for k, v in PAPER_DEFAULTS[env].items() if getattr(self, k) is None}
         config = dataclasses.replace(self, **filled)
@@ -451,7 +452,8 @@ def main(argv: Any) -> None:
     config = RNNTrainConfig(
         steps=FLAGS.steps, batch_size=FLAGS.batch_size, seq_len=FLAGS.seq_len, hidden=FLAGS.hidden,
         num_mixtures=FLAGS.num_mixtures, learning_rate=FLAGS.learning_rate, val_episodes=FLAGS.val_episodes,
-        val_fraction=FLAGS.val_fraction, val_pattern=FLAGS.val_pattern, eval_every=FLAGS.eval_every, checkpoint_every=FLAGS.checkpoint_every,
+        val_fraction=FLAGS.val_fraction, val_pattern=FLAGS.val_pattern, eval_every=FLAGS.eval_every,
+        checkpoint_every=FLAGS.checkpoint_every,
         early_stop_patience=FLAGS.early_stop_patience, best_metric=FLAGS.best_metric, seed=FLAGS.seed,
         resume=FLAGS.resume, init_model=FLAGS.init_model)
     train_rnn(FLAGS.exp_dir, config)
@@ -487,7 +489,7 @@ def define_flags() -> None:
 
 
 if __name__ == "__main__":
-    from run.errors import run_main
+    from common.errors import run_main
 
     define_flags()
     run_main(main)

@@ -21,8 +21,8 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -52,11 +52,11 @@ def benchmark_env(seconds: float = 5.0) -> dict:
         env = make()
         env.action_space.seed(0)
 
-        def step() -> bool:
+        def step(env=env) -> bool:
             _, _, terminated, truncated, _ = env.step(env.action_space.sample())
             return terminated or truncated
 
-        results[f"{name}_steps_per_s"] = _steps_per_second(step, lambda: env.reset(seed=0), seconds)
+        results[f"{name}_steps_per_s"] = _steps_per_second(step, lambda env=env: env.reset(seed=0), seconds)
         env.close()
     # The bare game: what VizDoom itself costs at the paper's 640x480, without our frame preprocessing.
     game = TakeCover64Env()._start_game()
@@ -200,11 +200,11 @@ def _case(name: str, work_dir: Path) -> dict:
     if name == "collect":
         return benchmark_collect(work_dir)
     if name == "vae":
-        from vae.benchmark import benchmark_vae
+        from run.benchmark_vae import benchmark_vae
 
         return benchmark_vae(work_dir / "vae")
     if name == "rnn":
-        from rnn.benchmark import benchmark_rnn
+        from run.benchmark_rnn import benchmark_rnn
 
         return benchmark_rnn(work_dir / "rnn")
     if name == "agent":
@@ -233,8 +233,8 @@ def run_benchmarks(cases: list[str], work_dir: Path) -> dict:
 def main(argv) -> None:
     from absl import flags
 
-    from run.errors import UserError
-    from run.storage import write_json
+    from common.errors import UserError
+    from common.storage import write_json
 
     FLAGS = flags.FLAGS
     cases = [case for case in FLAGS.cases.split(",") if case]
@@ -251,7 +251,7 @@ def main(argv) -> None:
 if __name__ == "__main__":
     from absl import flags
 
-    from run.errors import run_main
+    from common.errors import run_main
 
     flags.DEFINE_string("cases", ",".join(CASES), f"Comma-separated cases: {', '.join(CASES)}.")
     flags.DEFINE_string("work_dir", None, "Folder for the benchmark's data (default: a new temporary one).")

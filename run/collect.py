@@ -24,13 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from run.errors import UserError
-from run.layout import experiment
-from run.policies import DEFAULT_POLICY, PolicyFactory, make_policy_factory, policy_names
-from run.pool import WorkerPool
-from run.progress import Progress
-from run.seeding import derive_seed
-from run.storage import ROLLOUT_SCHEMA, episode_name, file_digest, read_json, write_json, write_npz
+from common.errors import UserError
+from common.layout import experiment
+from common.pool import WorkerPool, check_worker_count
+from common.progress import Progress
+from common.seeding import derive_seed
+from common.storage import ROLLOUT_SCHEMA, episode_name, file_digest, read_json, write_json, write_npz
+from controller.policies import DEFAULT_POLICY, PolicyFactory, make_policy_factory, policy_names
 
 ENVS = ("carracing", "doom")
 MAX_STEPS = {"carracing": 1000, "doom": 2100}
@@ -46,7 +46,7 @@ class CollectConfig:
     workers: int = 1  # spawned worker processes
     seed: int = 0  # episode i uses seeds derived from (seed, i, attempt)
     max_steps: int | None = None  # None: the task's own limit (CarRacing 1,000, Doom 2,100)
-    policy: str | None = None  # None: the env's default random policy (run.policies.DEFAULT_POLICY)
+    policy: str | None = None  # None: the env's default random policy (controller.policies.DEFAULT_POLICY)
     min_length: int = 100  # Doom: episodes that die within this many frames are redrawn (paper: <= 100)
     doom_resolution: str = "640x480"  # the paper's; 320x240 is ~4x faster with the same view
     legacy_preprocess: bool = False  # CarRacing: the 2018 min-max rescale and byte cast
@@ -56,7 +56,7 @@ class CollectConfig:
     explore_episodes: float = 1.0  # policy 'controller': share of episodes that explore (the rest: C alone)
     models_dir: str | None = None  # policy 'controller': experiment holding V and M (default: this one)
 
-    def resolved(self) -> "CollectConfig":
+    def resolved(self) -> CollectConfig:
         """Validates the fields and fills in the env-dependent defaults; bad values raise `UserError`."""
         if self.env not in ENVS:
             raise UserError(f"--env={self.env}: unknown environment; choose from {', '.join(ENVS)}")
@@ -95,13 +95,6 @@ class CollectConfig:
             identity.update(controller_sha256=file_digest(self.controller_file), explore=self.explore,
                             explore_episodes=self.explore_episodes)
         return identity
-
-
-def check_worker_count(workers: int, per_core: int = 4) -> None:
-    """Refuses worker counts far beyond the cores: they only add memory and contention."""
-    cores = os.cpu_count() or 1
-    if workers > per_core * cores:
-        raise UserError(f"--workers={workers}: more than {per_core}x the {cores} cores of this machine")
 
 
 def run_episode(env, policy, seed: int, max_steps: int) -> dict[str, np.ndarray]:
@@ -203,7 +196,7 @@ def collect_rollouts(exp_dir: str | os.PathLike, config: CollectConfig | None = 
         models_dir = str(Path(config.models_dir or exp_dir).resolve())
         with WorkerPool(workers, _collect_episode, _init_worker, (config, str(folder), models_dir),
                         task_timeout=config.episode_timeout, describe=lambda index: f"episode {index}") as pool:
-            for _, (index, steps, attempts) in pool.imap_unordered(todo):
+            for _, (_, steps, _) in pool.imap_unordered(todo):
                 progress.update(1, rate_count=steps)
     progress.close()
     return paths
@@ -253,7 +246,7 @@ def define_flags() -> None:
 
 
 if __name__ == "__main__":
-    from run.errors import run_main
+    from common.errors import run_main
 
     define_flags()
     run_main(main)

@@ -26,10 +26,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from run.errors import DataError, UserError
-from run.layout import ExperimentLayout, experiment
-from run.seeding import derive_seed
-from run.storage import atomic_path, episode_files, read_series
+from common.errors import DataError, UserError
+from common.layout import ExperimentLayout, experiment
+from common.seeding import derive_seed
+from common.storage import atomic_path, episode_files, read_series
 
 ENVS = ("doom", "carracing")
 ACTION_SIZES = {"doom": 1, "carracing": 3}
@@ -61,7 +61,7 @@ class DreamConfig:
     play: bool = False  # open an interactive window instead of (or while) writing a video
     play_frames: int = 0  # --play stops after this many frames; 0: when the window is closed
 
-    def resolved(self) -> "DreamConfig":
+    def resolved(self) -> DreamConfig:
         """Validates the fields and fills in the env-dependent defaults; bad values raise `UserError`."""
         if self.env not in ENVS:
             raise UserError(f"--env={self.env}: unknown environment; choose from {', '.join(ENVS)}")
@@ -510,7 +510,7 @@ def define_flags() -> None:
 
 
 if __name__ == "__main__":
-    from run.errors import run_main
+    from common.errors import run_main
 
     define_flags()
     run_main(main)

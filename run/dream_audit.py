@@ -11,17 +11,17 @@ DIR/report/dream_audit.md (read by run.report) and dream_audit.json.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
-from run.errors import UserError
-from run.layout import experiment
-from run.pool import WorkerPool
-from run.seeding import derive_seed
-from run.storage import file_digest, write_json, write_text
+from common.errors import UserError
+from common.layout import experiment
+from common.pool import WorkerPool
+from common.seeding import derive_seed
+from common.storage import file_digest, write_json, write_text
 
-# The audit's fixed policies (their names in its tables) and their names in run.policies (run.collect --policy).
+# The audit's fixed policies (their names in its tables) and their names in controller.policies (run.collect --policy).
 POLICY_NAMES = {"always left": "always_left", "always right": "always_right", "stand still": "stand_still",
                 "random, held 1-10 frames": "held_uniform"}
 FIXED_POLICIES = tuple(POLICY_NAMES)
@@ -41,7 +41,7 @@ class AuditConfig:
 
 
 def _fixed_action(name: str, rng: np.random.Generator) -> Callable[[np.ndarray], np.ndarray]:
-    from run.policies import RANDOM_POLICIES
+    from controller.policies import RANDOM_POLICIES
 
     return RANDOM_POLICIES["doom"][POLICY_NAMES[name]](rng)
 
@@ -160,7 +160,7 @@ def main(argv) -> None:
 if __name__ == "__main__":
     from absl import flags
 
-    from run.errors import run_main
+    from common.errors import run_main
 
     flags.DEFINE_string("exp_dir", None, "Doom experiment with vae/, rnn/ and series/initial_z.npz.", required=True)
     flags.DEFINE_integer("episodes", AuditConfig.episodes, "Episodes per policy, in the dream and in the game.")

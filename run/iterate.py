@@ -30,12 +30,10 @@ import os
 import time
 from pathlib import Path
 
-
-from run.errors import UserError
-from run.layout import ExperimentLayout, experiment
-from run.seeding import derive_seed
-from run.storage import file_digest, read_json, write_json, write_text
-
+from common.errors import UserError
+from common.layout import ExperimentLayout, experiment
+from common.seeding import derive_seed
+from common.storage import file_digest, read_json, write_json, write_text
 
 TRAIN_ENV = {"doom": "doomrnn", "carracing": "carracing"}
 
@@ -69,7 +67,7 @@ class IterateConfig:
     max_steps: int | None = None  # None: the task's limit (CarRacing 1,000, Doom 2,100)
     doom_resolution: str = "640x480"
 
-    def validated(self) -> "IterateConfig":
+    def validated(self) -> IterateConfig:
         from run.collect import MAX_STEPS
 
         if self.env not in TRAIN_ENV:
@@ -144,7 +142,7 @@ def _link_series(root: Path, k: int, series: Path) -> None:
 
 
 def flagged_holes(layout: ExperimentLayout) -> list[str]:
-    """The fixed policies (run.policies names) that the experiment's dream audit flagged as holes."""
+    """The fixed policies (controller.policies names) that the experiment's dream audit flagged as holes."""
     from run.dream_audit import POLICY_NAMES
 
     audit = layout.report / "dream_audit.json"
@@ -379,7 +377,7 @@ def define_flags() -> None:
 
 
 if __name__ == "__main__":
-    from run.errors import run_main
+    from common.errors import run_main
 
     define_flags()
     run_main(main)

@@ -25,10 +25,12 @@ import shlex
 import socket
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
-from run.errors import UserError, run_main, sigterm_as_interrupt
+from common.errors import UserError, run_main, sigterm_as_interrupt
+from common.layout import STAGES
 
 EXIT_INTERRUPTED = 130  # the shell's code for a run ended by Ctrl-C
 
@@ -37,7 +39,6 @@ ENVS = ("doom", "carracing")
 CONTROLLER_ENVS = {"doom": ("doomrnn", "doom"), "carracing": ("carracing",)}  # first: the paper's
 VARIANTS = ("full", "z", "z_hidden")
 DOOM_RESOLUTIONS = ("640x480", "320x240", "160x120")
-STAGES = ("collect", "vae", "encode", "rnn", "controller", "evaluate", "iterate", "report")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,7 +82,7 @@ class PipelineConfig:
     iterate_audit_episodes: int = 0  # episodes per policy of a dream audit after each round (0: none)
     iterate_hole_episodes: int = 0  # Doom: real episodes of each fixed policy the audit flags as a hole
 
-    def resolved(self) -> "PipelineConfig":
+    def resolved(self) -> PipelineConfig:
         """Checks the fields that need no model code and fills in workers and controller_env."""
         if self.env not in ENVS:
             raise UserError(f"--env={self.env}: unknown task; choose from {', '.join(ENVS)}")
@@ -221,8 +222,8 @@ def _history_generations(folder: Path) -> int:
 
 
 def _collect_complete(exp_dir: Path, config: PipelineConfig) -> bool:
+    from common.storage import episode_name
     from run.collect import is_complete
-    from run.storage import episode_name
 
     folder = exp_dir / "rollouts"
     return all(is_complete(folder / episode_name(i)) for i in range(config.episodes))
@@ -411,9 +412,9 @@ def run_pipeline(exp_dir: str | os.PathLike, config: PipelineConfig, verbose: bo
     their checkpoints). `verbose` shows each stage's own progress; `say` prints the pipeline's lines;
     `config_name` and `command` are recorded as given.
     """
-    from run.layout import experiment
-    from run.progress import format_duration
-    from run.storage import read_json, write_json
+    from common.layout import experiment
+    from common.progress import format_duration
+    from common.storage import read_json, write_json
 
     say = say or (lambda line: print(line, flush=True))
     config = config.resolved()

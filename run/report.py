@@ -18,12 +18,14 @@ import datetime
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from run.errors import UserError
+from common.errors import UserError
+from common.layout import STAGES
 
 NOT_RUN = "not run"
 CARRACING_VARIANTS = ("full", "z", "z_hidden")  # the paper's CarRacing rows 0-2, in its table's order
@@ -153,7 +155,7 @@ def _count(value: int | str) -> str:
 
 
 def _duration(seconds: float | None) -> str:
-    from run.progress import format_duration
+    from common.progress import format_duration
 
     return "—" if seconds is None else format_duration(seconds)
 
@@ -196,7 +198,7 @@ def _round_real(entry: dict) -> dict:
 
 
 def carracing_section(experiments: list[Experiment]) -> str:
-    from run.paper_results import CARRACING_SCORES, CARRACING_SOLVED
+    from common.paper import CARRACING_SCORES, CARRACING_SOLVED
 
     runs = [e for e in experiments if e.env == "carracing"]
     header = ["method (100 random tracks)", "paper"] + ([_label(e, experiments) for e in runs] or ["this run"])
@@ -225,7 +227,7 @@ def carracing_section(experiments: list[Experiment]) -> str:
 
 
 def doom_section(experiments: list[Experiment]) -> str:
-    from run.paper_results import DOOM_BASELINES, DOOM_SOLVED, DOOM_TEMPERATURE_TABLE
+    from common.paper import DOOM_BASELINES, DOOM_SOLVED, DOOM_TEMPERATURE_TABLE
 
     runs = [e for e in experiments if e.env == "doom"]
     header = ["trained in the dream at τ", "paper: dream", "paper: real"]
@@ -279,8 +281,8 @@ def doom_section(experiments: list[Experiment]) -> str:
 
 
 def parameter_section(experiments: list[Experiment]) -> str:
+    from common.paper import PARAMETER_COUNTS
     from controller.model import PAPER_SIZES, Controller
-    from run.paper_results import PARAMETER_COUNTS
 
     rows = []
     for experiment in experiments:
@@ -305,7 +307,6 @@ def parameter_section(experiments: list[Experiment]) -> str:
 
 
 def _stage_rows(pipeline: dict) -> list[list[str]]:
-    from run.pipeline import STAGES
 
     stages = pipeline.get("stages", {})
     rows = []
@@ -361,7 +362,7 @@ class Assets:
 
     def copy(self, source: Path, name: str) -> str | None:
         """Copies `source` (if it exists) to the report folder; returns its name there."""
-        from run.storage import atomic_path
+        from common.storage import atomic_path
 
         if not source.is_file():
             return None
@@ -374,8 +375,8 @@ class Assets:
 
 def render_dream(experiment: Experiment, assets: Assets, config: ReportConfig) -> str:
     """A dream decoded by V (`run.dream`): a strip of frames and a GIF; or why there is none."""
+    from common.storage import atomic_path
     from run.dream import DreamConfig, caption_text, dream_rollout, render_frames, write_video
-    from run.storage import atomic_path
 
     if experiment.env is None or not (experiment.root / "rnn" / "rnn.keras").exists() \
             or not (experiment.root / "vae" / "vae.keras").exists():
@@ -495,7 +496,7 @@ def experiment_section(experiment: Experiment, assets: Assets, config: ReportCon
 
 def write_report(config: ReportConfig) -> Path:
     """Writes README.md and its images; returns the README's path."""
-    from run.storage import write_text
+    from common.storage import write_text
 
     if not config.exp_dirs:
         raise UserError("--exp_dir: give at least one experiment folder")
@@ -545,7 +546,7 @@ def define_flags() -> None:
 
 
 if __name__ == "__main__":
-    from run.errors import run_main
+    from common.errors import run_main
 
     define_flags()
     run_main(main)

@@ -18,12 +18,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from run.errors import UserError
+from common.errors import UserError
 
 PAPER_TEMPERATURES = (0.10, 0.50, 1.00, 1.15, 1.30)  # the paper's temperature table ("Doom" section)
 DREAM_EVAL_OFFSET = 2_000_003  # dream-evaluation seeds differ from CMA-ES training and evaluation seeds
@@ -50,7 +51,7 @@ class SweepConfig:
     doom_resolution: str | None = None  # real Doom's render size; None: the pipeline's, else 640x480
     seed: int | None = None  # None: the pipeline's, else 0
 
-    def resolved(self, pipeline: dict[str, Any]) -> "SweepConfig":
+    def resolved(self, pipeline: dict[str, Any]) -> SweepConfig:
         """Fills the unset fields from the pipeline's recorded config (else the paper's) and checks them."""
         from controller.es import ESConfig
 
@@ -89,7 +90,7 @@ def _train_config(config: SweepConfig, temperature: float):
 
 
 def dream_seeds(seed: int, episodes: int) -> np.ndarray:
-    from run.seeding import derive_seed
+    from common.seeding import derive_seed
 
     return np.array([derive_seed(seed, DREAM_EVAL_OFFSET, i) for i in range(episodes)], np.int64)
 
@@ -105,9 +106,9 @@ def dream_score(exp_dir: str | os.PathLike, controller_path: Path, temperature: 
                 seed: int, max_steps: int | None = None) -> dict:
     """The controller's mean ± std steps survived over `episodes` dreams at `temperature`, written to
     `dream_evaluation.json` beside it (and reused while the controller file is unchanged)."""
+    from common.storage import write_json
     from controller.model import Controller
     from envs.dream import MAX_STEPS, load_dream
-    from run.storage import write_json
 
     out = controller_path.parent / "dream_evaluation.json"
     seeds = dream_seeds(seed, episodes)
@@ -143,7 +144,7 @@ def real_score(exp_dir: str | os.PathLike, controller_path: Path, config: SweepC
 
 
 def paper_row(temperature: float) -> dict | None:
-    from run.paper_results import DOOM_TEMPERATURE_TABLE
+    from common.paper import DOOM_TEMPERATURE_TABLE
 
     return next((row for row in DOOM_TEMPERATURE_TABLE if abs(row["temperature"] - temperature) < 1e-9), None)
 
@@ -173,8 +174,8 @@ def table_markdown(rows: Sequence[dict]) -> str:
 
 
 def write_table(layout, rows: list[dict], config: SweepConfig) -> tuple[Path, Path]:
-    from run.paper_results import DOOM_BASELINES
-    from run.storage import write_json, write_text
+    from common.paper import DOOM_BASELINES
+    from common.storage import write_json, write_text
 
     md_path, json_path = layout.report / "temperature_table.md", layout.report / "temperature_table.json"
     write_json(json_path, {"rows": rows, "config": dataclasses.asdict(config)})
@@ -192,8 +193,8 @@ def write_table(layout, rows: list[dict], config: SweepConfig) -> tuple[Path, Pa
 
 def run_sweep(exp_dir: str | os.PathLike, config: SweepConfig = SweepConfig(), verbose: bool = True) -> list[dict]:
     """Trains and scores C at every temperature; returns the table's rows (also written to DIR/report/)."""
-    from run.layout import experiment
-    from run.storage import read_json
+    from common.layout import experiment
+    from common.storage import read_json
 
     layout = experiment(exp_dir, create=False)
     pipeline_path = layout.root / "pipeline.json"
@@ -282,7 +283,7 @@ def define_flags() -> None:
 
 
 if __name__ == "__main__":
-    from run.errors import run_main
+    from common.errors import run_main
 
     define_flags()
     run_main(main)

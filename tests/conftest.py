@@ -86,8 +86,8 @@ def make_carracing_world(exp_dir: Path, seed: int) -> Path:
     import keras
     import numpy as np
 
+    from common.storage import write_npz
     from rnn.model import MDNRNN
-    from run.storage import write_npz
     from vae import ConvVAE
 
     keras.utils.set_random_seed(seed)

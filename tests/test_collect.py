@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common.errors import DataError, UserError
+from common.storage import read_rollout
 from run.collect import collect_rollouts
-from run.errors import DataError, UserError
-from run.storage import read_rollout
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from common.errors import DataError
 from controller import Controller
 from controller.es import ESConfig, load_state, new_state, run_generation, save_state
-from run.errors import DataError
 
 
 @pytest.mark.parametrize("env, variant, count", [("carracing", "full", 867), ("carracing", "z", 99),

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common.errors import UserError
 from controller.es import ESConfig
 from controller.train import ControllerTrainConfig, train_controller
 from run.dream_audit import FIXED_POLICIES, AuditConfig, audit_dream
-from run.errors import UserError
 from run.iterate import IterateConfig, iterate, parse_generations
 from run.report import ReportConfig, write_report
 from tests.conftest import make_carracing_world

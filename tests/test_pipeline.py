@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from run.errors import UserError
-from run.pipeline import STAGES, config_names, iterate_config, load_config, run_pipeline, validate_stage_configs
+from common.errors import UserError
+from common.layout import STAGES
+from run.pipeline import config_names, iterate_config, load_config, run_pipeline, validate_stage_configs
 
 REPO = Path(__file__).resolve().parents[1]
 CONTROLLER = Path("controller") / "doomrnn_full_t1.15"

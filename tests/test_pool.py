@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from run.pool import WorkerError, WorkerPool
+from common.pool import WorkerError, WorkerPool
 
 
 def _init(offset):

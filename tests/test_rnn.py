@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from common.errors import DataError, UserError
+from common.storage import episode_name, write_npz
 from rnn import MDNRNN, load_rnn, mixture_distribution, sample_mixture
 from rnn import train as rnn_train
-from rnn.benchmark import benchmark_rnn, write_synthetic_series
 from rnn.data import EpisodeBatches, StreamBatches, load_series
 from rnn.model import MixtureParams, done_loss, mixture_nll, parameter_count
 from rnn.train import PaperDecay, RNNTrainConfig, TrainingInterrupted, make_train_step, train_rnn
-from run.errors import DataError, UserError
-from run.storage import episode_name, write_npz
+from run.benchmark_rnn import benchmark_rnn, write_synthetic_series
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(steps=12, batch_size=3, seq_len=10, hidden=16, val_episodes=3, eval_every=4, checkpoint_every=4,
@@ -490,9 +490,9 @@ def test_benchmark_reports_speeds(tmp_path):
 
 
 def test_an_episode_cut_by_the_step_cap_is_not_a_death(tmp_path):
-    from rnn.benchmark import write_synthetic_series
+    from common.storage import read_series, write_npz
     from rnn.data import StreamBatches, load_series
-    from run.storage import read_series, write_npz
+    from run.benchmark_rnn import write_synthetic_series
 
     paths = write_synthetic_series(tmp_path, env="doom", episodes=2, length=(30, 30))
     capped = read_series(paths[1])

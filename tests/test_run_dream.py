@@ -12,12 +12,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from common.errors import DataError, UserError
+from common.storage import read_series
 from controller import Controller
 from rnn.model import load_rnn
-from run.dream import (DreamConfig, dream_rollout, key_override, make_dream_video, play_dream, run_dream,
-                       temperature_change)
-from run.errors import DataError, UserError
-from run.storage import read_series
+from run.dream import (
+    DreamConfig,
+    dream_rollout,
+    key_override,
+    make_dream_video,
+    play_dream,
+    run_dream,
+    temperature_change,
+)
 from tests.conftest import make_carracing_world
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from run.errors import DataError, UserError
-from run.storage import read_series, write_npz
+from common.errors import DataError, UserError
+from common.storage import read_series, write_npz
 from vae import ConvVAE, frames_to_inputs, kl_divergence, vae_loss
 from vae.encode import encode_rollouts, load_vae
 from vae.train import VAETrainConfig, train_vae

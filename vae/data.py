@@ -11,14 +11,14 @@ from __future__ import annotations
 import dataclasses
 import re
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from run.errors import DataError
-from run.storage import FRAME_SHAPE, npz_errors
+from common.errors import DataError
+from common.storage import FRAME_SHAPE, npz_errors
 
 SHUFFLE_BUFFER = 10_000  # frames (~123 MB of uint8); spans ~30 Doom episodes besides the interleaving
 PARALLEL_READS = 4  # episodes decompressed at once and interleaved frame by frame

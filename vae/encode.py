@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from run.errors import DataError, UserError
-from run.layout import experiment
-from run.progress import Progress
-from run.storage import episode_files, read_rollout, read_series, write_npz
+from common.errors import DataError, UserError
+from common.layout import experiment
+from common.progress import Progress
+from common.storage import episode_files, read_rollout, read_series, write_npz
 from vae.data import scan_rollout
 from vae.model import ConvVAE
 
@@ -140,7 +140,7 @@ def define_flags() -> None:
 
 
 if __name__ == "__main__":
-    from run.errors import run_main
+    from common.errors import run_main
 
     define_flags()
     run_main(main)

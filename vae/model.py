@@ -159,7 +159,7 @@ class ConvVAE(keras.Model):
         }
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "ConvVAE":
+    def from_config(cls, config: dict[str, Any]) -> ConvVAE:
         config = dict(config)
         for part in ("encoder", "decoder"):
             if config.get(part) is not None:

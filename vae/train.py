@@ -16,17 +16,18 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from run.errors import DataError, UserError, sigterm_as_interrupt
-from run.layout import ExperimentLayout, experiment
-from run.progress import Progress
-from run.storage import atomic_path, episode_files, read_json, write_json
+from common.errors import DataError, UserError, sigterm_as_interrupt
+from common.layout import ExperimentLayout, experiment
+from common.progress import Progress
+from common.storage import atomic_path, episode_files, read_json, write_json
 from vae import summary
 from vae.data import PARALLEL_READS, SHUFFLE_BUFFER, data_error_from, frame_batches, load_frames, scan_rollouts
 from vae.model import KL_TOLERANCE, ConvVAE, frames_to_inputs, inputs_to_frames, vae_loss
@@ -52,7 +53,7 @@ class VAETrainConfig:
     max_steps: int | None = None  # stop (with a checkpoint) at this total step; None: run all epochs
     resume: bool = True  # continue from the last checkpoint; False discards the old checkpoints
 
-    def validated(self) -> "VAETrainConfig":
+    def validated(self) -> VAETrainConfig:
         """Checks the fields; a bad value raises `UserError` naming its flag."""
         positive = ("epochs", "batch_size", "shuffle_buffer", "parallel_reads", "checkpoint_every", "log_every")
         for name in positive:
@@ -338,9 +339,7 @@ def train_vae(exp_dir: str | Path, config: VAETrainConfig = VAETrainConfig(),
 
 
 def main(argv) -> None:
-    from absl import flags
-
-    from absl import logging
+    from absl import flags, logging
 
     logging.set_verbosity(logging.WARNING)  # TF's checkpoint saver logs a line at INFO on every save
     FLAGS = flags.FLAGS
@@ -373,7 +372,7 @@ def define_flags() -> None:
 
 
 if __name__ == "__main__":
-    from run.errors import run_main
+    from common.errors import run_main
 
     define_flags()
     run_main(main)

@@ -8,7 +8,7 @@ episode's random generator, so an episode is reproducible from its seed alone. A
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

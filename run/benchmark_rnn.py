@@ -1,6 +1,6 @@
 """Speed of M: training through the real input pipeline vs. the bare compiled step, and the step API.
 
-    python -c "from pathlib import Path; from rnn.benchmark import benchmark_rnn; print(benchmark_rnn(Path('/tmp/b')))"
+    python -m run.benchmark --cases=rnn
 
 `benchmark_rnn` writes its own synthetic series files (`write_synthetic_series`, also used by the tests) and
 reports sequences/s of (a) `train_rnn`'s pipeline (series files -> batches -> tf.data -> train step) and (b) the
@@ -19,10 +19,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from common.storage import episode_name, write_npz
 from rnn.data import EpisodeBatches, StreamBatches, load_series
 from rnn.model import MDNRNN, ResettableLSTM, sample_mixture
 from rnn.train import PaperDecay, RNNTrainConfig, make_train_step
-from run.storage import episode_name, write_npz
 
 
 def write_synthetic_series(folder: Path, env: str = "doom", episodes: int = 8, length: tuple[int, int] = (40, 80),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Iterator
+from collections.abc import Iterator
 
 SINGLE_THREAD_ENV = {
     "OMP_NUM_THREADS": "1",

@@ -11,8 +11,8 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from run.layout import experiment
-from run.storage import episode_files
+from common.layout import experiment
+from common.storage import episode_files
 from vae.data import PARALLEL_READS, SHUFFLE_BUFFER, frame_batches, scan_rollouts
 from vae.model import ConvVAE
 from vae.train import make_train_step

@@ -12,12 +12,13 @@ import json
 import os
 import tempfile
 import zipfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
-from run.errors import DataError
+from common.errors import DataError
 
 FRAME_SHAPE = (64, 64, 3)
 

@@ -6,7 +6,8 @@ import contextlib
 import signal
 import sys
 import threading
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from absl import app
 

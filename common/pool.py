@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
-import multiprocessing.connection
 import sys
 import time
 import traceback
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
-from run.errors import UserError
-from run.threads import single_thread_environ
+from common.errors import UserError
+from common.threads import single_thread_environ
 
 
 class WorkerError(UserError):
@@ -117,7 +118,7 @@ class WorkerPool:
         self._workers: list[_Worker] = []
         self.restarts = 0
 
-    def __enter__(self) -> "WorkerPool":
+    def __enter__(self) -> WorkerPool:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -247,3 +248,10 @@ class WorkerPool:
             worker.process.join(timeout=max(0.0, deadline - time.monotonic()))
             self._kill(worker)
         self._workers = []
+
+
+def check_worker_count(workers: int, per_core: int = 4) -> None:
+    """Refuses worker counts far beyond the cores: they only add memory and contention."""
+    cores = os.cpu_count() or 1
+    if workers > per_core * cores:
+        raise UserError(f"--workers={workers}: more than {per_core}x the {cores} cores of this machine")

@@ -7,7 +7,10 @@ import os
 import tempfile
 from pathlib import Path
 
-from run.errors import UserError
+from common.errors import UserError
+
+# The pipeline's stages in order; each writes its own part of the layout below.
+STAGES = ("collect", "vae", "encode", "rnn", "controller", "evaluate", "iterate", "report")
 
 
 @dataclasses.dataclass(frozen=True)

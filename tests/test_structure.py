@@ -1,0 +1,37 @@
+"""The layering and the lint rules hold: `vae`, `rnn`, `controller`, `envs` and `common` never import an entry
+point in `run`, and no arrow points back up (contract in `.importlinter`); `ruff check` is clean (`ruff.toml`)."""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN_IMPORT = re.compile(r"\s*(from|import)\s+run(\.|\s|$)")
+
+
+def _run(command: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_layers_contract_is_kept():
+    assert shutil.which("lint-imports"), "import-linter is missing: pip install -e .[test]"
+    result = _run(["lint-imports"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 kept, 0 broken" in result.stdout
+
+
+def test_library_packages_never_import_run():
+    offenders = []
+    for package in ("common", "vae", "rnn", "envs", "controller"):
+        for path in (ROOT / package).rglob("*.py"):
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if RUN_IMPORT.match(line):
+                    offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_ruff_is_clean():
+    result = _run([sys.executable, "-m", "ruff", "check", "."])
+    assert result.returncode == 0, result.stdout + result.stderr
