@@ -14,15 +14,63 @@ STAGES = ("collect", "vae", "encode", "rnn", "controller", "evaluate", "iterate"
 
 
 @dataclasses.dataclass(frozen=True)
+class ControllerRun:
+    """The files of one trained controller, `controller/<env>_<variant>[_t<tau>]/` (controller.train)."""
+
+    folder: Path
+
+    @property
+    def controller(self) -> Path:
+        """The CMA mean: what `controller.evaluate` plays."""
+        return self.folder / "controller.json"
+
+    @property
+    def best(self) -> Path:
+        """The best candidate seen."""
+        return self.folder / "best.json"
+
+    @property
+    def history(self) -> Path:
+        return self.folder / "history.json"
+
+    @property
+    def es_state(self) -> Path:
+        """The pickled pycma strategy and everything a resume needs."""
+        return self.folder / "es.pkl"
+
+    @property
+    def progress_plot(self) -> Path:
+        return self.folder / "progress.png"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.folder / "tensorboard"
+
+    def evaluation(self, env: str) -> Path:
+        """Per-episode scores of this controller in `env` (controller.evaluate)."""
+        return self.folder / f"evaluation_{env}.json"
+
+    def histogram(self, env: str) -> Path:
+        return self.folder / f"histogram_{env}.png"
+
+
+def controller_run_name(env: str, variant: str, temperature: float | None = None) -> str:
+    """`<env>_<variant>[_t<tau>]`: one folder per trained controller, so sweeps sit side by side."""
+    return f"{env}_{variant}" + (f"_t{temperature:g}" if env == "doomrnn" and temperature is not None else "")
+
+
+@dataclasses.dataclass(frozen=True)
 class ExperimentLayout:
-    """Paths inside one experiment folder.
+    """Paths inside one experiment folder; every stage finds its files here, nowhere else.
 
     rollouts/   one ep######.npz per real episode (run.collect)
     series/     one ep######.npz per episode with V's mu, logvar (vae.encode), and initial_z.npz
-    vae/        checkpoints, TensorBoard logs, vae.keras
-    rnn/        checkpoints, TensorBoard logs, rnn.keras
-    controller/ CMA-ES state, best parameters, history, plots
+    vae/        checkpoints/, tensorboard/, vae.keras
+    rnn/        checkpoints/, tensorboard/, best.json, rnn.keras
+    controller/ one folder per trained controller (`ControllerRun`)
+    iterate/    round_NN/, each an experiment folder of its own (run.iterate)
     report/     Markdown report and its PNGs
+    pipeline.json  the pipeline's settings and stage times
     """
 
     root: Path
@@ -56,12 +104,58 @@ class ExperimentLayout:
         return self.rnn / "rnn.keras"
 
     @property
+    def rnn_best(self) -> Path:
+        """The step and validation losses of the M kept as rnn.keras."""
+        return self.rnn / "best.json"
+
+    def checkpoints(self, stage: str) -> Path:
+        """`vae/checkpoints` or `rnn/checkpoints`: the training state a killed run resumes from."""
+        return self.root / stage / "checkpoints"
+
+    def tensorboard(self, stage: str) -> Path:
+        """`vae/tensorboard` or `rnn/tensorboard` (a controller's is `ControllerRun.tensorboard`)."""
+        return self.root / stage / "tensorboard"
+
+    @property
     def controller(self) -> Path:
         return self.root / "controller"
+
+    def controller_run(self, env: str, variant: str = "full", temperature: float | None = None) -> ControllerRun:
+        return ControllerRun(self.controller / controller_run_name(env, variant, temperature))
+
+    @property
+    def iterate(self) -> Path:
+        return self.root / "iterate"
+
+    def round(self, k: int) -> ExperimentLayout:
+        """Iterative round k's experiment folder; round 0 is this experiment itself."""
+        return self if k == 0 else ExperimentLayout(self.iterate / f"round_{k:02d}")
+
+    def rounds(self) -> list[ExperimentLayout]:
+        """The iterative rounds present, round 0 first."""
+        found = sorted(self.iterate.glob("round_[0-9][0-9]")) if self.iterate.is_dir() else []
+        return [self] + [ExperimentLayout(path) for path in found]
+
+    def holes(self, policy: str) -> Path:
+        """Real episodes of a fixed policy an audit flagged as a hole (run.iterate --hole_episodes)."""
+        return self.root / "holes" / policy
 
     @property
     def report(self) -> Path:
         return self.root / "report"
+
+    @property
+    def dream_audit(self) -> Path:
+        """The dream audit's data; its Markdown table is `dream_audit_markdown`."""
+        return self.report / "dream_audit.json"
+
+    @property
+    def dream_audit_markdown(self) -> Path:
+        return self.report / "dream_audit.md"
+
+    @property
+    def pipeline_record(self) -> Path:
+        return self.root / "pipeline.json"
 
 
 def experiment(exp_dir: str | os.PathLike, create: bool = True) -> ExperimentLayout:

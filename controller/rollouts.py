@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from common.layout import controller_run_name
 from common.pool import WorkerPool
 from controller.model import Controller
 
@@ -108,6 +109,5 @@ def default_workers() -> int:
 
 
 def controller_dir(root: Path, env: str, variant: str, temperature: float | None = None) -> Path:
-    """`controller/<env>_<variant>[_t<tau>]`: one folder per trained controller, so sweeps sit side by side."""
-    name = f"{env}_{variant}" + (f"_t{temperature:g}" if env == "doomrnn" and temperature is not None else "")
-    return root / name
+    """`root/<env>_<variant>[_t<tau>]` (`common.layout.controller_run_name`) under a `controller/` folder."""
+    return root / controller_run_name(env, variant, temperature)
