@@ -11,6 +11,8 @@ from typing import Any
 
 from absl import app
 
+from common.startup import find_devices_quietly
+
 
 class UserError(Exception):
     """Bad input the user can fix: a flag, a file, a mismatched model. Printed as one line, exit code 2."""
@@ -18,6 +20,11 @@ class UserError(Exception):
 
 class DataError(UserError):
     """A data or model file is missing, corrupt, or of the wrong shape; the message names the file."""
+
+
+class TrainingInterrupted(UserError):
+    """Ctrl-C or SIGTERM stopped training (`common.training`): a checkpoint was saved and the same command resumes.
+    Defined here, beside `sigterm_as_interrupt`, so the pipeline recognises it without importing TensorFlow."""
 
 
 EXIT_USER_ERROR = 2
@@ -28,6 +35,9 @@ def run_main(main: Callable[[Sequence[str]], None],
     """`absl.app.run(main)`, where a bad flag or a `UserError` prints `error: ...` on one line and exits 2.
 
     `prepare_argv` may rewrite the command line before parsing (the pipeline turns `--config` into a flagfile).
+    TensorFlow, when the entry point loaded it, finds its devices first with its start-up lines filtered
+    (`common.startup`), so the screen shows our lines; a worker's failure is one line, its traceback in the
+    experiment's worker_errors.log.
     """
     from absl import flags
 
@@ -41,6 +51,7 @@ def run_main(main: Callable[[Sequence[str]], None],
     def guarded(argv: Sequence[str]) -> None:
         if len(argv) > 1:
             fail(f"unexpected positional arguments: {' '.join(argv[1:])}")
+        find_devices_quietly()
         try:
             main(argv)
         except UserError as error:

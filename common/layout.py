@@ -71,6 +71,7 @@ class ExperimentLayout:
     iterate/    round_NN/, each an experiment folder of its own (run.iterate)
     report/     Markdown report and its PNGs
     pipeline.json  the pipeline's settings and stage times
+    worker_errors.log  tracebacks of failed worker processes
     """
 
     root: Path
@@ -96,6 +97,11 @@ class ExperimentLayout:
         return self.vae / "vae.keras"
 
     @property
+    def vae_reconstructions(self) -> Path:
+        """Originals above V's reconstructions of them, written when V's training ends."""
+        return self.vae / "reconstructions.png"
+
+    @property
     def rnn(self) -> Path:
         return self.root / "rnn"
 
@@ -107,6 +113,20 @@ class ExperimentLayout:
     def rnn_best(self) -> Path:
         """The step and validation losses of the M kept as rnn.keras."""
         return self.rnn / "best.json"
+
+    @property
+    def rnn_split(self) -> Path:
+        """The names of the episodes M holds out for validation (kept when a run resumes)."""
+        return self.rnn / "split.json"
+
+    @property
+    def rnn_validation(self) -> Path:
+        """M's validation losses at every evaluation."""
+        return self.rnn / "validation.json"
+
+    def run_config(self, stage: str) -> Path:
+        """`vae/config.json` or `rnn/config.json`: the resolved settings of the stage's training run."""
+        return self.root / stage / "config.json"
 
     def checkpoints(self, stage: str) -> Path:
         """`vae/checkpoints` or `rnn/checkpoints`: the training state a killed run resumes from."""
@@ -156,6 +176,11 @@ class ExperimentLayout:
     @property
     def pipeline_record(self) -> Path:
         return self.root / "pipeline.json"
+
+    @property
+    def worker_errors(self) -> Path:
+        """Tracebacks of worker processes that failed (the one-line error on screen names this file)."""
+        return self.root / "worker_errors.log"
 
 
 def experiment(exp_dir: str | os.PathLike, create: bool = True) -> ExperimentLayout:

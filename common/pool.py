@@ -4,8 +4,14 @@ TensorFlow is not fork-safe, so workers start with `spawn` and load their models
 runs as `task_fn(state, task)` where `state` is what `init_fn` returned. A worker that dies (segfault, OOM kill)
 or runs a task longer than `task_timeout` is killed, reported with the task it was on, replaced, and its task
 re-run; a task that kills `max_attempts` workers in a row stops the run with a `WorkerError`. An exception raised
-by `task_fn` is not retried (it would fail again): it stops the run with a `WorkerError` naming the task. The
-parent never blocks without a timeout, so the pool never hangs.
+by `task_fn` or `init_fn` is not retried (it would fail again): it stops the run with a one-line `WorkerError`
+naming the task; the worker's traceback is kept in `WorkerError.trace` and appended to `error_log` when one is
+given (an experiment's `worker_errors.log`), never printed. The parent never blocks without a timeout, so the
+pool never hangs.
+
+Workers run single-threaded and see no GPU unless asked (`common.threads.worker_environ`): K workers would
+otherwise each start CUDA and take GPU memory. TensorFlow's start-up lines, printed while a worker loads its
+models, are filtered out of its stderr (`common.startup`).
 """
 
 from __future__ import annotations
@@ -14,19 +20,27 @@ import dataclasses
 import multiprocessing
 import multiprocessing.connection
 import os
+import pickle
 import signal
 import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from common.errors import UserError
-from common.threads import single_thread_environ
+from common.startup import filtered_stderr, find_devices_quietly
+from common.threads import worker_environ
 
 
 class WorkerError(UserError):
-    """A task failed in a worker, or kept killing workers; the message names the task."""
+    """A task failed in a worker, or kept killing workers; the message names the task, `trace` holds the
+    worker's traceback when there is one."""
+
+    def __init__(self, message: str, trace: str | None = None):
+        super().__init__(message)
+        self.trace = trace
 
 
 def _send(conn, message) -> bool:
@@ -53,9 +67,14 @@ def child_pids(pid: int) -> list[int]:
     return children
 
 
-def _worker_main(conn, init_fn, init_args, task_fn) -> None:
+def _worker_main(conn, payload: bytes) -> None:
+    """A worker's life: start (functions unpickled here, not by multiprocessing, so that TensorFlow loads inside
+    `filtered_stderr`), then run tasks until the parent sends None."""
     try:
-        state = init_fn(*init_args) if init_fn is not None else None
+        with filtered_stderr():
+            init_fn, init_args, task_fn = pickle.loads(payload)
+            state = init_fn(*init_args) if init_fn is not None else None
+            find_devices_quietly()
     except BaseException as error:  # noqa: BLE001 - reported to the parent, which stops the run
         _send(conn, ("init_error", None, f"{type(error).__name__}: {error}", traceback.format_exc()))
         return
@@ -98,6 +117,8 @@ class WorkerPool:
       init_timeout: seconds a worker may take to start and run `init_fn`.
       max_attempts: how many workers one task may kill before the run stops.
       describe: names a task in messages, e.g. `lambda t: f"episode {t.index}"`.
+      gpu: let workers see the GPU (default: hidden, CUDA_VISIBLE_DEVICES=-1).
+      error_log: file the tracebacks of failed tasks and workers are appended to (the error message names it).
       log: where restarts are reported.
     """
 
@@ -105,14 +126,16 @@ class WorkerPool:
                  init_fn: Callable[..., Any] | None = None, init_args: Sequence[Any] = (),
                  task_timeout: float | None = None, init_timeout: float = 600.0, max_attempts: int = 3,
                  describe: Callable[[Any], str] = lambda task: f"task {task!r}",
-                 single_thread: bool = True, log: Callable[[str], None] | None = None):
+                 single_thread: bool = True, gpu: bool = False, error_log: str | os.PathLike | None = None,
+                 log: Callable[[str], None] | None = None):
         if num_workers < 1:
             raise UserError(f"the pool needs at least 1 worker, got {num_workers}")
         self.num_workers = num_workers
-        self._task_fn, self._init_fn, self._init_args = task_fn, init_fn, tuple(init_args)
+        self._payload = pickle.dumps((init_fn, tuple(init_args), task_fn))
         self.task_timeout, self.init_timeout, self.max_attempts = task_timeout, init_timeout, max_attempts
         self._describe = describe
-        self._single_thread = single_thread
+        self._single_thread, self._gpu = single_thread, gpu
+        self.error_log = Path(error_log) if error_log is not None else None
         self._log = log or (lambda message: print(message, file=sys.stderr, flush=True))
         self._context = multiprocessing.get_context("spawn")
         self._workers: list[_Worker] = []
@@ -126,12 +149,8 @@ class WorkerPool:
 
     def _start_worker(self) -> _Worker:
         parent, child = self._context.Pipe(duplex=True)
-        process = self._context.Process(target=_worker_main, daemon=True,
-                                        args=(child, self._init_fn, self._init_args, self._task_fn))
-        if self._single_thread:
-            with single_thread_environ():
-                process.start()
-        else:
+        process = self._context.Process(target=_worker_main, daemon=True, args=(child, self._payload))
+        with worker_environ(single_thread=self._single_thread, gpu=self._gpu):
             process.start()
         child.close()
         return _Worker(process, parent, started=time.monotonic())
@@ -194,11 +213,9 @@ class WorkerPool:
                             yield index, payload
                             continue
                         if kind == "task_error":
-                            self._log(trace)
-                            raise WorkerError(f"{self._describe(tasks[index])} failed in a worker: {payload}")
+                            raise self._error(f"{self._describe(tasks[index])} failed in a worker: {payload}", trace)
                         if kind == "init_error":
-                            self._log(trace)
-                            raise WorkerError(f"a worker failed to start: {payload}")
+                            raise self._error(f"a worker failed to start: {payload}", trace)
                     died = not worker.process.is_alive() or worker.process.sentinel in ready
                     hung = (worker.task_index is not None and self.task_timeout is not None
                             and now - worker.task_started > self.task_timeout)
@@ -207,6 +224,18 @@ class WorkerPool:
                         self._replace(worker, tasks, pending, attempts, died, hung)
         finally:
             self._drain_busy()
+
+    def _error(self, message: str, trace: str) -> WorkerError:
+        """The one-line error of a failed task or worker; its traceback goes to `error_log`, not the screen."""
+        if self.error_log is not None:
+            try:
+                self.error_log.parent.mkdir(parents=True, exist_ok=True)
+                with open(self.error_log, "a", encoding="utf-8") as f:
+                    f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n{trace}\n")
+                message += f" (worker traceback in {self.error_log})"
+            except OSError:
+                pass  # the one-line error matters more than its log
+        return WorkerError(message, trace)
 
     def _replace(self, worker: _Worker, tasks, pending, attempts, died: bool, hung: bool) -> None:
         index = worker.task_index

@@ -1,6 +1,9 @@
-"""Thread limits for worker processes: on a few cores, BLAS and TF thread pools in every worker fight.
+"""Settings of worker processes: one thread each, no GPU unless asked.
 
-Measured here: collection workers without `OMP_NUM_THREADS=1` ran ~10x slower on 2 cores.
+Thread limits: on a few cores, BLAS and TF thread pools in every worker fight; measured here, collection workers
+without `OMP_NUM_THREADS=1` ran ~10x slower on 2 cores. No GPU: workers play episodes one frame at a time, which a
+GPU does not speed up, and on a machine with one each of K workers would start CUDA on it and take its memory
+(the PyTorch port ran a GPU out of memory with more than 6 workers). Training V and M in the main process keeps it.
 """
 
 from __future__ import annotations
@@ -15,15 +18,19 @@ SINGLE_THREAD_ENV = {
     "MKL_NUM_THREADS": "1",
     "TF_NUM_INTRAOP_THREADS": "1",
     "TF_NUM_INTEROP_THREADS": "1",
-    "TF_CPP_MIN_LOG_LEVEL": "2",
 }
+QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2"}  # TF's C++ INFO and WARNING lines; errors still print
+NO_GPU_ENV = {"CUDA_VISIBLE_DEVICES": "-1"}  # CUDA sees no device, so TF places everything on the CPU
 
 
 @contextlib.contextmanager
-def single_thread_environ() -> Iterator[None]:
-    """Sets the single-thread variables in `os.environ` for the block (for spawning children)."""
-    saved = {name: os.environ.get(name) for name in SINGLE_THREAD_ENV}
-    os.environ.update(SINGLE_THREAD_ENV)
+def worker_environ(single_thread: bool = True, gpu: bool = False) -> Iterator[None]:
+    """Sets the worker variables in `os.environ` for the block, so the processes spawned in it inherit them."""
+    settings = dict(QUIET_ENV)
+    settings.update(SINGLE_THREAD_ENV if single_thread else {})
+    settings.update({} if gpu else NO_GPU_ENV)
+    saved = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
     try:
         yield
     finally:

@@ -3,8 +3,8 @@
 The search is pycma's ask/tell with the paper's settings (x0 = 0, sigma0 = 0.1, population 64, 16 rollouts per
 candidate). Fitness is the mean return minus a weight decay 0.01 * mean(theta^2) (the 2018 code's sign rewarded
 large weights; here it penalises them, as intended). All candidates of a generation play the same 16 seeds
-(common random numbers), so they are ranked on equal footing. pycma samples from NumPy's global generator: its
-state is saved with the pickled strategy, which makes a resumed run follow the uninterrupted one exactly.
+(common random numbers), so they are ranked on equal footing. pycma draws its samples from a generator of its own
+(`NormalSource`), pickled with the strategy, so a resumed run follows the uninterrupted one exactly.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import cma
 import numpy as np
 
 from common.errors import DataError
+from common.paper import ES_EVAL_EVERY, ES_EVAL_ROLLOUTS, ES_GENERATIONS, ES_POPSIZE, ES_ROLLOUTS, ES_SIGMA
 from common.progress import format_duration
 from common.seeding import derive_seed
 from common.storage import atomic_path, write_json
@@ -35,22 +36,38 @@ EVAL_SEED_OFFSET = 1_000_000  # evaluation seeds never coincide with training se
 class ESConfig:
     """CMA-ES settings; defaults are the paper's."""
 
-    popsize: int = 64  # candidates per generation
-    rollouts: int = 16  # episodes per candidate; fitness is their mean return
-    sigma: float = 0.1  # initial step size sigma0
-    generations: int = 1800  # the paper's CarRacing agent reached 900 after 1,800 generations
+    popsize: int = ES_POPSIZE  # CMA-ES population: candidates per generation (paper: 64)
+    rollouts: int = ES_ROLLOUTS  # episodes per candidate; fitness is their mean return (paper: 16)
+    sigma: float = ES_SIGMA  # initial step size sigma0 (2018 code: 0.1)
+    generations: int = ES_GENERATIONS  # the paper's CarRacing agent reached 900 after 1,800 generations
     weight_decay: float = 0.01  # fitness -= weight_decay * mean(theta^2)
-    eval_every: int = 25  # generations between evaluations of the CMA mean
-    eval_rollouts: int = 1024  # episodes of each evaluation, on fixed seeds
-    seed: int = 0
+    eval_every: int = ES_EVAL_EVERY  # generations between evaluations of the CMA mean (paper: 25)
+    eval_rollouts: int = ES_EVAL_ROLLOUTS  # episodes of each evaluation, on fixed seeds (paper: 1,024)
+    seed: int = 0  # seed of the search and of every episode
+
+
+class NormalSource:
+    """pycma's source of N(0, 1) numbers (its `randn` option): a seeded generator pickled with its state.
+
+    pycma's default, `np.random.randn`, is a method bound to NumPy's global generator. Pickling the strategy
+    pickles a detached copy of that generator, so a resumed strategy sampled from the copy while pycma's step-size
+    rule (TPA's consistency check, from the 4th generation on) still drew from the global one: the two streams
+    interleaved unlike in the uninterrupted run, which a resume left from its second generation on. With a source
+    of its own, the strategy's samples depend on nothing outside the pickle, and NumPy's global state on nothing.
+    """
+
+    def __init__(self, seed: int):
+        self.generator = np.random.default_rng(seed)
+
+    def __call__(self, *shape: int) -> np.ndarray:
+        return self.generator.standard_normal(shape)
 
 
 @dataclasses.dataclass
 class ESState:
-    """Everything a resumed run needs: the strategy, NumPy's generator state, the history and the best."""
+    """Everything a resumed run needs: the strategy (with its random source), the history and the best."""
 
     strategy: Any
-    numpy_random_state: tuple
     generation: int = 0
     history: list[dict] = dataclasses.field(default_factory=list)
     evaluations: list[dict] = dataclasses.field(default_factory=list)
@@ -61,11 +78,11 @@ class ESState:
 
 def new_state(num_params: int, config: ESConfig, x0: np.ndarray | None = None) -> ESState:
     """A fresh search from `x0` (default zeros, the paper's), seeded by `config.seed`."""
-    np.random.seed(derive_seed(config.seed, 17))
-    options = {"popsize": config.popsize, "seed": derive_seed(config.seed, 18) or 1, "verbose": -9}
+    options = {"popsize": config.popsize, "randn": NormalSource(derive_seed(config.seed, 18)),
+               "seed": float("nan"),  # pycma: leave NumPy's global generator alone
+               "verbose": -9}
     start = np.zeros(num_params) if x0 is None else np.asarray(x0, float)
-    strategy = cma.CMAEvolutionStrategy(start, config.sigma, options)
-    return ESState(strategy=strategy, numpy_random_state=np.random.get_state())
+    return ESState(strategy=cma.CMAEvolutionStrategy(start, config.sigma, options))
 
 
 def save_state(path: Path, state: ESState) -> None:
@@ -106,13 +123,11 @@ def fitness_of(returns: np.ndarray, population: np.ndarray, weight_decay: float)
 def run_generation(state: ESState, config: ESConfig, evaluate: Evaluator) -> dict:
     """Asks for a population, evaluates it, tells the fitness back; returns the generation's record."""
     start = time.perf_counter()
-    np.random.set_state(state.numpy_random_state)
     population = np.asarray(state.strategy.ask(), np.float64)
     returns = np.asarray(evaluate(population.astype(np.float32), training_seeds(config, state.generation)),
                          np.float64)
     fitness = fitness_of(returns, population, config.weight_decay)
     state.strategy.tell(list(population), list(-fitness))  # pycma minimises
-    state.numpy_random_state = np.random.get_state()
     best = int(np.argmax(fitness))
     if fitness[best] > state.best_fitness:
         state.best_fitness, state.best_params = float(fitness[best]), population[best].astype(np.float32)
@@ -121,7 +136,7 @@ def run_generation(state: ESState, config: ESConfig, evaluate: Evaluator) -> dic
     record = {"generation": state.generation, "best": float(returns.mean(axis=1)[best]),
               "worst": float(returns.mean(axis=1).min()), "mean": float(returns.mean()),
               "std": float(returns.mean(axis=1).std()), "fitness_best": float(fitness[best]),
-              "sigma": float(state.strategy.sigma), "seconds": seconds}
+              "sigma": float(state.strategy.sigma), "seconds": seconds, "fitness": fitness.tolist()}
     state.history.append(record)
     state.generation += 1
     return record

@@ -13,9 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from common.layout import controller_run_name
+import envs
+from common.layout import controller_run_name, experiment
 from common.pool import WorkerPool
+from common.threads import limit_tensorflow_threads
+from controller.agent import Agent, play_episode
 from controller.model import Controller
+from envs.dream import DreamDynamics
+from rnn.model import load_rnn
+from vae.encode import load_vae
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,11 +39,6 @@ class RealSetup:
 
 def load_agent(setup: RealSetup):
     """V, M and C of an experiment as an `Agent` (checks that they fit together)."""
-    from common.layout import experiment
-    from controller.agent import Agent
-    from rnn.model import load_rnn
-    from vae.encode import load_vae
-
     layout = experiment(setup.exp_dir, create=False)
     controller = Controller(**setup.controller)
     vae = load_vae(setup.vae_path or layout.vae_model)
@@ -46,22 +47,16 @@ def load_agent(setup: RealSetup):
 
 
 def make_real_env(setup: RealSetup):
-    import envs
-
     kwargs = {"resolution": setup.doom_resolution} if setup.env == "doom" else {}
     return envs.make_env(setup.env, **kwargs)
 
 
 def _init_real_worker(setup: RealSetup) -> tuple[Any, Any, RealSetup]:
-    from common.threads import limit_tensorflow_threads
-
     limit_tensorflow_threads(1)
     return make_real_env(setup), load_agent(setup), setup
 
 
 def _play_real_episode(state, task: tuple[np.ndarray, int]) -> float:
-    from controller.agent import play_episode
-
     env, agent, setup = state
     params, seed = task
     total, _ = play_episode(env, agent, params, seed, setup.max_steps)
@@ -69,13 +64,18 @@ def _play_real_episode(state, task: tuple[np.ndarray, int]) -> float:
 
 
 class RealEvaluator:
-    """Plays candidates in the real environment on `workers` spawned processes (each loads V and M once)."""
+    """Plays candidates in the real environment on `workers` spawned processes (each loads V and M once).
+
+    A worker that fails (e.g. CarRacing on a Doom experiment's V) stops the run with a one-line `WorkerError`;
+    its traceback is appended to the experiment's `worker_errors.log`.
+    """
 
     def __init__(self, setup: RealSetup, workers: int, episode_timeout: float = 900.0):
         self.setup = setup
         self.pool = WorkerPool(workers, _play_real_episode, _init_real_worker, (setup,),
                                task_timeout=episode_timeout,
-                               describe=lambda task: f"{setup.env} episode with seed {task[1]}")
+                               describe=lambda task: f"{setup.env} episode with seed {task[1]}",
+                               error_log=experiment(setup.exp_dir, create=False).worker_errors)
 
     def __call__(self, population: np.ndarray, seeds: np.ndarray) -> np.ndarray:
         population = np.asarray(population, np.float32)
@@ -90,7 +90,7 @@ class RealEvaluator:
 class DreamEvaluator:
     """Plays candidates in the Doom dream: the whole population x seeds as one batch of dreams."""
 
-    def __init__(self, dynamics, controller: Controller):
+    def __init__(self, dynamics: DreamDynamics, controller: Controller):
         self.dynamics, self.controller = dynamics, controller
 
     def __call__(self, population: np.ndarray, seeds: np.ndarray) -> np.ndarray:

@@ -5,7 +5,11 @@
     worldmodels/DoomRNN-v0       Take Cover dreamt by M (gym.make(..., exp_dir=DIR, temperature=1.15))
 """
 
-import gymnasium as gym
+from common.startup import quiet_tensorflow_startup
+
+quiet_tensorflow_startup()  # before anything loads TensorFlow: its start-up lines stay off the screen
+
+import gymnasium as gym  # noqa: E402
 
 ENV_IDS = {
     "carracing": "worldmodels/CarRacing64-v0",

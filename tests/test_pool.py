@@ -1,4 +1,5 @@
-"""The spawn worker pool: results, a crashed worker replaced, a hung worker killed, a raising task reported."""
+"""The spawn worker pool: results, a crashed worker replaced, a hung worker killed, a raising task reported in
+one line with its traceback kept; workers see no GPU unless asked."""
 
 import os
 import subprocess
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from common.pool import WorkerError, WorkerPool
+from common.startup import is_startup_noise
 
 
 def _init(offset):
@@ -97,3 +99,49 @@ def test_exception_in_task_names_the_task():
         with pytest.raises(WorkerError, match="episode 1 failed in a worker: ValueError: the environment broke"):
             pool.map(range(4))
         assert pool.map([5, 6]) == [5, 6], "the pool stays usable after a failed task"
+
+
+def _devices(state, task):
+    """What TensorFlow and CUDA see in a worker."""
+    import tensorflow as tf
+
+    return (os.environ.get("CUDA_VISIBLE_DEVICES"), [d.name for d in tf.config.list_physical_devices("GPU")],
+            len(tf.config.list_physical_devices("CPU")))
+
+
+def test_workers_see_no_gpu_unless_asked(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # the parent's GPU, which training V and M keeps
+    with WorkerPool(1, _devices) as pool:
+        assert pool.map([0]) == [("-1", [], 1)], "CUDA hides every device; TensorFlow finds no GPU"
+    with WorkerPool(1, _devices, gpu=True) as pool:
+        assert pool.map([0])[0][0] == "0", "asked for, the parent's devices stay visible"
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "0", "the parent's environment is left as it was"
+
+
+def test_failed_task_keeps_its_traceback_out_of_the_log_and_in_the_error_file(tmp_path):
+    messages = []
+    error_log = tmp_path / "exp" / "worker_errors.log"
+    with WorkerPool(1, _raise, log=messages.append, error_log=error_log,
+                    describe=lambda t: f"episode {t}") as pool:
+        with pytest.raises(WorkerError) as caught:
+            pool.map([1])
+    assert "\n" not in str(caught.value) and str(error_log) in str(caught.value)
+    assert "Traceback" in caught.value.trace and "in _raise" in caught.value.trace
+    assert "in _raise" in error_log.read_text() and "ValueError: the environment broke" in error_log.read_text()
+    assert messages == [], "nothing is printed: the one-line error is the caller's to show"
+
+
+@pytest.mark.parametrize("line, noise", [
+    ("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR", True),
+    ("I0000 00:00:1795975806.419568    6453 port.cc:153] oneDNN custom operations are on.", True),
+    ("I0000 00:00:1795975806.420247    6453 cudart_stub.cc:31] Could not find cuda drivers on your machine.", True),
+    ("E0000 00:00:1795976831.390363   23066 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error", True),
+    ("To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow with the appropriate "
+     "compiler flags.", True),
+    ("F0000 00:00:1795976831.390363   23066 cuda_platform.cc:52] Check failed", False),
+    ("E0000 00:00:1795976831.390363   23066 op_kernel.cc:1857] OP_REQUIRES failed", False),
+    ("Traceback (most recent call last):", False),
+    ("error: a worker failed to start", False),
+])
+def test_only_tensorflow_startup_lines_are_filtered(line, noise):
+    assert is_startup_noise(line) == noise
