@@ -7,7 +7,7 @@
 Output in DIR/controller/<env>_<variant>[_t<tau>]/: es.pkl (the pickled pycma strategy, checkpointed atomically
 every generation; a killed run resumes at the next generation on the same trajectory), controller.json (the CMA
 mean, what `controller.evaluate` plays), best.json (the best candidate seen), history.json, progress.png and
-TensorBoard logs in tb/.
+TensorBoard logs in tensorboard/.
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ from typing import Any
 import numpy as np
 
 from common.errors import UserError
-from common.layout import experiment
+from common.layout import ControllerRun, experiment
+from common.paper import DOOM_RESOLUTION, DOOM_TEMPERATURE, EPISODE_STEPS
 from common.pool import check_worker_count
 from common.storage import read_json, write_json
+from common.tensorboard import SummaryWriter
 from controller.es import (
     ESConfig,
     ESState,
@@ -38,6 +40,8 @@ from controller.es import (
 from controller.model import Controller
 from controller.plots import plot_training_progress
 from controller.rollouts import DreamEvaluator, RealEvaluator, RealSetup, controller_dir
+from envs.dream import load_dream
+from rnn.model import load_rnn
 
 TRAIN_ENVS = ("carracing", "doom", "doomrnn")
 
@@ -47,12 +51,12 @@ class ControllerTrainConfig:
     """How to train C; the defaults are the paper's."""
 
     env: str = "carracing"  # carracing, doom (real VizDoom), or doomrnn (the dream)
-    controller: str = "full"  # full, z or z_hidden
-    es: ESConfig = ESConfig()
+    controller: str = "full"  # C's inputs: full ([z, h]; Doom [z, c, h]), z, or z_hidden (40 tanh units)
+    es: ESConfig = ESConfig()  # the CMA-ES search
     workers: int = 1  # processes playing real episodes (unused in the dream, which runs as one batch)
-    temperature: float = 1.15  # doomrnn: the dream's tau (the paper's; the 2018 code used 1.25)
+    temperature: float = DOOM_TEMPERATURE  # doomrnn: the dream's tau (the paper's 1.15; the 2018 code used 1.25)
     max_steps: int | None = None  # episode step limit; None: the task's (CarRacing 1,000, Doom 2,100)
-    doom_resolution: str = "640x480"  # real Doom's render size
+    doom_resolution: str = DOOM_RESOLUTION  # real Doom's render size
     real_eval_every: int = 0  # doomrnn: every K generations also play the CMA mean in real Doom (0: never)
     real_eval_episodes: int = 8  # episodes of each of those real checks
     episode_timeout: float = 900.0  # seconds before a real-episode worker is presumed hung
@@ -80,7 +84,7 @@ class ControllerTrainConfig:
         return "carracing" if self.env == "carracing" else "doom"
 
     def max_episode_steps(self) -> int:
-        return self.max_steps or (1000 if self.env == "carracing" else 2100)
+        return self.max_steps or EPISODE_STEPS[self.model_env()]
 
 
 def output_dir(exp_dir: str | Path, config: ControllerTrainConfig) -> Path:
@@ -123,15 +127,11 @@ def _open_state(out: Path, config: ControllerTrainConfig, controller: Controller
 
 
 def _dream_dynamics(exp_dir, config: ControllerTrainConfig):
-    from envs.dream import load_dream
-
     return load_dream(exp_dir, config.temperature, config.max_episode_steps(), bfloat16=config.dream_bfloat16)
 
 
 def train_controller(exp_dir: str | Path, config: ControllerTrainConfig, verbose: bool = True) -> Path:
     """Runs CMA-ES until `config.es.generations`, resuming from the folder's checkpoint; returns the folder."""
-    import tensorflow as tf
-
     config = config.validated()
     out = output_dir(exp_dir, config)
     out.mkdir(parents=True, exist_ok=True)
@@ -142,8 +142,6 @@ def train_controller(exp_dir: str | Path, config: ControllerTrainConfig, verbose
         controller = Controller(model_env, config.controller, rnn.z_size, rnn.hidden_size)
         evaluate = DreamEvaluator(dynamics, controller)
     else:
-        from rnn.model import load_rnn
-
         rnn = load_rnn(experiment(exp_dir, create=False).rnn_model)
         controller = Controller(model_env, config.controller, rnn.z_size, rnn.hidden_size)
         evaluate = RealEvaluator(_real_setup(exp_dir, config, controller, model_env), config.workers,
@@ -153,7 +151,8 @@ def train_controller(exp_dir: str | Path, config: ControllerTrainConfig, verbose
     if config.env == "doomrnn" and config.real_eval_every > 0:
         real_check = RealEvaluator(_real_setup(exp_dir, config, controller, "doom"), config.workers,
                                    config.episode_timeout)
-    writer = tf.summary.create_file_writer(str(out / "tb"))
+    writer = SummaryWriter(ControllerRun(out).tensorboard)
+    writer.hyperparameters(dataclasses.asdict(config), state.generation)
     say = print if verbose else (lambda *args, **kwargs: None)
     if state.generation >= config.es.generations:
         say(f"controller: {out} already ran {state.generation} generations")
@@ -177,9 +176,7 @@ def train_controller(exp_dir: str | Path, config: ControllerTrainConfig, verbose
                                            or generation == config.es.generations):
                 _real_check(state, config, real_check, logs, say)
             _checkpoint(out, state, controller, config)
-            with writer.as_default(step=generation):
-                for tag, value in logs.items():
-                    tf.summary.scalar(tag, value)
+            writer.scalars(generation, logs)
             writer.flush()
             say(generation_line(record, state, config.es))
     finally:
@@ -216,51 +213,27 @@ def _checkpoint(out: Path, state: ESState, controller: Controller, config: Contr
     save_state(out / "es.pkl", state)
 
 
+def _config_flags():
+    """The entry point's flags: ControllerTrainConfig's and its ESConfig's; workers default to one per core."""
+    from common.flags import ConfigFlags
+    from controller.rollouts import default_workers
+
+    return ConfigFlags(ControllerTrainConfig, defaults=ControllerTrainConfig(workers=default_workers()))
+
+
 def main(argv) -> None:
     from absl import flags
 
-    FLAGS = flags.FLAGS
-    es = ESConfig(popsize=FLAGS.popsize, rollouts=FLAGS.rollouts, sigma=FLAGS.sigma,
-                  generations=FLAGS.generations, weight_decay=FLAGS.weight_decay, eval_every=FLAGS.eval_every,
-                  eval_rollouts=FLAGS.eval_rollouts, seed=FLAGS.seed)
-    config = ControllerTrainConfig(env=FLAGS.env, controller=FLAGS.controller, es=es, workers=FLAGS.workers,
-                                   temperature=FLAGS.temperature, max_steps=FLAGS.max_steps,
-                                   doom_resolution=FLAGS.doom_resolution, real_eval_every=FLAGS.real_eval_every,
-                                   real_eval_episodes=FLAGS.real_eval_episodes,
-                                   episode_timeout=FLAGS.episode_timeout, init_file=FLAGS.init_file,
-                                   dream_bfloat16=FLAGS.dream_bfloat16)
     start = time.perf_counter()
-    out = train_controller(FLAGS.exp_dir, config)
+    out = train_controller(flags.FLAGS.exp_dir, _config_flags().parse())
     print(f"controller: done in {time.perf_counter() - start:.0f}s; {out / 'controller.json'}")
 
 
 def define_flags() -> None:
     from absl import flags
 
-    from controller.rollouts import default_workers
-
     flags.DEFINE_string("exp_dir", None, "Experiment folder with vae/vae.keras and rnn/rnn.keras.", required=True)
-    flags.DEFINE_string("env", "carracing", "carracing, doom (real VizDoom) or doomrnn (inside the dream).")
-    flags.DEFINE_string("controller", "full", "full ([z, h]; Doom [z, c, h]), z, or z_hidden (40 tanh units).")
-    flags.DEFINE_integer("popsize", ESConfig.popsize, "CMA-ES population (paper: 64).")
-    flags.DEFINE_integer("rollouts", ESConfig.rollouts, "Episodes per candidate; fitness is their mean (paper: 16).")
-    flags.DEFINE_float("sigma", ESConfig.sigma, "Initial CMA-ES step size (paper: 0.1).")
-    flags.DEFINE_integer("generations", ESConfig.generations, "Generations to run in total (paper: 1,800 "
-                         "for CarRacing).")
-    flags.DEFINE_float("weight_decay", ESConfig.weight_decay, "Fitness penalty weight_decay * mean(theta^2).")
-    flags.DEFINE_integer("eval_every", ESConfig.eval_every, "Generations between evaluations of the CMA mean.")
-    flags.DEFINE_integer("eval_rollouts", ESConfig.eval_rollouts, "Episodes per evaluation (paper: 1,024).")
-    flags.DEFINE_integer("seed", ESConfig.seed, "Seed of the search and of every episode.")
-    flags.DEFINE_integer("workers", default_workers(), "Processes for real episodes (spawned).")
-    flags.DEFINE_float("temperature", 1.15, "doomrnn: the dream's temperature tau (paper: 1.15).")
-    flags.DEFINE_integer("max_steps", None, "Episode step limit (default: CarRacing 1,000, Doom 2,100).")
-    flags.DEFINE_string("doom_resolution", "640x480", "Real Doom's render size (640x480 or 320x240).")
-    flags.DEFINE_integer("real_eval_every", 0, "doomrnn: every K generations also play the CMA mean in real Doom.")
-    flags.DEFINE_integer("real_eval_episodes", 8, "Episodes of each real check.")
-    flags.DEFINE_float("episode_timeout", 900.0, "Seconds before a real-episode worker is presumed hung.")
-    flags.DEFINE_string("init_file", None, "Warm start from this controller JSON (x0 = its parameters).")
-    flags.DEFINE_bool("dream_bfloat16", False, "doomrnn: the dream's two large matmuls in bfloat16 (faster on "
-                      "CPUs with AVX-512 BF16 or AMX; the paper's dream is float32).")
+    _config_flags().define()
 
 
 if __name__ == "__main__":

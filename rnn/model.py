@@ -9,10 +9,9 @@ The model keeps no recurrent state. State is the tuple (h, c) of (B, hidden) ten
 
     state = model.initial_state(batch)
     state = model.next_state(z, action, state, restart)            # controller hot path (tf.function)
-    params = model.mixture_params(state[0])                        # MixtureParams, each (B, Z, K)
+    state, params, done_logit = model.step(state, z, action, restart)   # next_state + head: MixtureParams, each
+                                                                   # (B, Z, K), and the death logit (B,) or None
     z_next = sample_mixture(params, temperature, seed)             # (B, Z); seed: [2] ints or tf.random.Generator
-    p_done = model.done_probability(state[0])                      # Doom only, (B,)
-    state, params, done_logit = model.step(state, z, action, restart)   # next_state + head, for the dream
 
 Inside another tf.function (the dream's while loop, an agent's compiled act) the same parts are plain ops:
 `model.advance(z, action, state, restart)`, `model.split_head(model.head(h))` -> (MixtureParams, done_logit),
@@ -65,16 +64,23 @@ def mixture_distribution(logits: Any, mu: Any, log_sigma: Any,
         components_distribution=tfd.Normal(loc=mu, scale=tf.exp(log_sigma) * tf.sqrt(temperature)))
 
 
-def mixture_nll(params: MixtureParams, target: Any, mask: Any = None) -> tf.Tensor:
-    """Mean negative log-likelihood of `target` (..., Z) under `params`, over all (masked) entries.
+def mixture_nll_sum(params: MixtureParams, target: Any, mask: Any = None) -> tuple[tf.Tensor, tf.Tensor]:
+    """(Sum, count) of the negative log-likelihoods of `target` (..., Z) under `params` over all (masked) entries:
+    M's z loss. Sums, so that validation over many batches weights every entry alike; `mixture_nll` is the mean.
 
     `mask` (...) without the Z axis marks the valid steps (1) and the ignored ones (0).
     """
     nll = -mixture_distribution(*params).log_prob(target)  # (..., Z)
     if mask is None:
-        return tf.reduce_mean(nll)
-    mask = tf.cast(mask, nll.dtype)[..., None] * tf.ones_like(nll)
-    return tf.reduce_sum(nll * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
+        return tf.reduce_sum(nll), tf.cast(tf.size(nll), nll.dtype)
+    mask = tf.cast(mask, nll.dtype)
+    return tf.reduce_sum(nll * mask[..., None]), tf.reduce_sum(mask) * tf.cast(tf.shape(nll)[-1], nll.dtype)
+
+
+def mixture_nll(params: MixtureParams, target: Any, mask: Any = None) -> tf.Tensor:
+    """Mean negative log-likelihood of `target` (..., Z) under `params`, over all (masked) entries."""
+    total, count = mixture_nll_sum(params, target, mask)
+    return total / tf.maximum(count, 1.0)
 
 
 def done_loss(done_logit: Any, target: Any, mask: Any = None, positive_weight: float = 10.0) -> tf.Tensor:
@@ -301,28 +307,6 @@ class MDNRNN(keras.Model):
     @_step_function(_spec(None, None), _spec(None, None), _STATE_SPEC, _spec(None))
     def _next_state_restart(self, z: tf.Tensor, action: tf.Tensor, state: State, restart: tf.Tensor) -> State:
         return self.advance(z, action, state, restart)
-
-    def mixture_params(self, h: Any) -> MixtureParams:
-        """The mixture over the next z from the LSTM output h (B, hidden): logits, mu, log_sigma each (B, Z, K)."""
-        return MixtureParams(*self._concrete.get("mixture_params", self._mixture_params)(h))
-
-    @_step_function(_spec(None, None))
-    def _mixture_params(self, h: tf.Tensor) -> MixtureParams:
-        return self.split_head(self.head(h))[0]
-
-    def done_logit(self, h: Any) -> tf.Tensor:
-        """The death logit (B,) from h (Doom variant only)."""
-        if not self.predict_done:
-            raise ValueError("this MDNRNN has no death output (predict_done=False)")
-        return self._concrete.get("done_logit", self._done_logit)(h)
-
-    @_step_function(_spec(None, None))
-    def _done_logit(self, h: tf.Tensor) -> tf.Tensor:
-        return self.split_head(self.head(h))[1]
-
-    def done_probability(self, h: Any) -> tf.Tensor:
-        """P(next frame is a restart) = sigmoid(death logit), (B,). The dream ends where it exceeds 0.5."""
-        return tf.sigmoid(self.done_logit(h))
 
     def step(self, state: State, z: Any, action: Any,
              restart: Any = None) -> tuple[State, MixtureParams, tf.Tensor | None]:

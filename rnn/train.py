@@ -13,18 +13,18 @@ A held-out set of episodes is scored every `--eval_every` steps (z NLL and death
 whole from a zero state); the model with the best validation loss is saved to `rnn.keras` (M's validation
 death loss can bottom out early and rise again while the training loss falls). Running the same command again
 resumes from `DIR/rnn/checkpoints/` (model, Adam, step, carried stream state; batches are a function of the
-step, so the data position resumes too); `--noresume` starts over. TensorBoard: `tensorboard --logdir DIR/rnn/logs`.
+step, so the data position resumes too); `--noresume` starts over. TensorBoard: `tensorboard --logdir
+DIR/rnn/tensorboard`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import functools
 import io
-import json
 import math
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,20 +32,20 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import summary_pb2
 
-from common.errors import DataError, UserError, sigterm_as_interrupt
+from common.errors import DataError, UserError
 from common.layout import ExperimentLayout, experiment
+from common.paper import LSTM_UNITS, NUM_MIXTURES, RNN_TRAINING
 from common.progress import Progress
 from common.storage import atomic_path, read_json, write_json
+from common.tensorboard import SummaryWriter, TrainingScalars
+from common.training import TrainingCheckpoint, apply_if_finite, check_finite, checkpoint_on_interrupt
 from rnn.data import BATCH_KEYS, EpisodeBatches, SeriesSet, StreamBatches, load_series, split_episodes
-from rnn.model import MDNRNN, MixtureParams, done_loss, load_rnn, mixture_distribution
+from rnn.model import MDNRNN, MixtureParams, done_loss, load_rnn, mixture_nll_sum
 
 # The paper's settings per task (appendix; the Doom step count follows the 2018 code's ~24,000).
-PAPER_DEFAULTS = {
-    "carracing": {"steps": 4000, "batch_size": 100, "seq_len": 999, "hidden": 256, "predict_done": False},
-    "doom": {"steps": 24000, "batch_size": 100, "seq_len": 500, "hidden": 512, "predict_done": True},
-}
+PAPER_DEFAULTS = {env: {**RNN_TRAINING[env], "hidden": LSTM_UNITS[env], "predict_done": env == "doom"}
+                  for env in ("carracing", "doom")}
 BEST_METRICS = ("total", "z_nll", "restart")
 
 
@@ -58,7 +58,7 @@ class RNNTrainConfig:
     seq_len: int | None = None  # steps per sequence / chunk (CarRacing 999, Doom 500)
     hidden: int | None = None  # LSTM units (CarRacing 256, Doom 512)
     predict_done: bool | None = None  # restart input, death output and streams (Doom)
-    num_mixtures: int = 5  # Gaussians per latent dimension (paper)
+    num_mixtures: int = NUM_MIXTURES  # Gaussians per latent dimension (paper)
     learning_rate: float = 1e-3  # Adam's starting rate (2018 code)
     min_learning_rate: float = 1e-5  # the rate it decays to
     decay_rate: float = 0.99999  # lr = (start - min) * decay_rate^step + min
@@ -101,10 +101,6 @@ class RNNTrainConfig:
         return config
 
 
-class TrainingInterrupted(UserError):
-    """Ctrl-C or SIGTERM: a checkpoint was saved and the same command resumes."""
-
-
 @keras.saving.register_keras_serializable(package="worldmodels")
 class PaperDecay(keras.optimizers.schedules.LearningRateSchedule):
     """lr(step) = (initial - minimum) * decay_rate^step + minimum: the 2018 code's exponential decay to 1e-5."""
@@ -120,6 +116,8 @@ class PaperDecay(keras.optimizers.schedules.LearningRateSchedule):
         return {"initial": self.initial, "minimum": self.minimum, "decay_rate": self.decay_rate}
 
 
+# ---- the losses and the compiled steps ----
+
 def sample_z(mu: tf.Tensor, logvar: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     """z ~ N(mu, exp(logvar)) with a stateless seed: a fresh draw for every batch (paper), repeatable."""
     return mu + tf.exp(0.5 * logvar) * tf.random.stateless_normal(tf.shape(mu), seed=seed)
@@ -127,15 +125,14 @@ def sample_z(mu: tf.Tensor, logvar: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
 
 def loss_sums(model: MDNRNN, batch: dict[str, tf.Tensor], seed: tf.Tensor, initial_state: Any = None,
               restart_weight: float = 10.0) -> tuple[dict[str, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
-    """Teacher forcing on one batch (see rnn.data): sums and counts of the z NLL (over valid steps and
-    dimensions) and of the weighted death cross-entropy (over real steps), and the final LSTM state."""
+    """Teacher forcing on one batch (see rnn.data): sums and counts of the z NLL (`mixture_nll_sum`, over valid
+    steps and dimensions) and of the weighted death cross-entropy (over real steps), and the final LSTM state."""
     z = sample_z(batch["mu"], batch["logvar"], seed)
     inputs = {"z": z[:, :-1], "action": batch["action"], "restart": batch["restart"]}
     outputs, state = model(inputs, initial_state=initial_state, training=True)
     params = MixtureParams(outputs["logits"], outputs["mu"], outputs["log_sigma"])
-    nll = -mixture_distribution(*params).log_prob(z[:, 1:])  # (B, T, Z)
-    sums = {"z_nll": tf.reduce_sum(nll * batch["z_mask"][..., None]),
-            "z_count": tf.reduce_sum(batch["z_mask"]) * model.z_size,
+    z_nll, z_count = mixture_nll_sum(params, z[:, 1:], batch["z_mask"])
+    sums = {"z_nll": z_nll, "z_count": z_count,
             "restart": tf.constant(0.0), "restart_count": tf.reduce_sum(batch["step_mask"])}
     if model.predict_done:
         count = tf.maximum(sums["restart_count"], 1.0)
@@ -156,7 +153,8 @@ def make_train_step(model: MDNRNN, optimizer: keras.optimizers.Optimizer, step: 
     """A compiled step on a batch dict (plus "reset", 1.0 where carried streams restart) -> losses, finite.
 
     The update, the step count and the carried state advance together, and only when the loss and every
-    gradient are finite, so a NaN never reaches the weights (or a checkpoint); the caller stops on it.
+    gradient are finite (`apply_if_finite`), so a NaN never reaches the weights (or a checkpoint); the caller
+    stops on it.
     """
     variables = model.trainable_variables
 
@@ -171,18 +169,14 @@ def make_train_step(model: MDNRNN, optimizer: keras.optimizers.Optimizer, step: 
             sums, state = loss_sums(model, batch, seed, initial, config.restart_weight)
             losses = mean_losses(sums)
         gradients = tape.gradient(losses["total"], variables)
-        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in gradients + [losses["total"]]])
 
-        def apply() -> tf.Tensor:
-            clipped = [tf.clip_by_value(g, -config.grad_clip, config.grad_clip) for g in gradients]
-            optimizer.apply_gradients(zip(clipped, variables))
+        def advance() -> None:
             step.assign_add(1)
             if carried is not None:
                 carried[0].assign(state[0])
                 carried[1].assign(state[1])
-            return tf.constant(True)
 
-        return losses, tf.cond(finite, apply, lambda: tf.constant(False))
+        return losses, apply_if_finite(optimizer, gradients, variables, losses["total"], config.grad_clip, advance)
 
     return train_step
 
@@ -207,26 +201,18 @@ def evaluate(eval_step: Callable, batches: EpisodeBatches, seed: int) -> dict[st
     return {k: float(v) for k, v in mean_losses({k: tf.constant(v) for k, v in totals.items()}).items()}
 
 
-def _summary(tag: str, value: Any, step: int, plugin: str = "scalars") -> None:
-    """A TensorBoard scalar or text record through core `tf.summary.write` (the `tensorboard` package that
-    `tf.summary.scalar` needs may be absent)."""
-    data_class = summary_pb2.DATA_CLASS_SCALAR if plugin == "scalars" else summary_pb2.DATA_CLASS_TENSOR
-    metadata = summary_pb2.SummaryMetadata(
-        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=plugin), data_class=data_class)
-    tensor = tf.constant(float(value), tf.float32) if plugin == "scalars" else tf.constant(str(value))
-    tf.summary.write(tag, tensor, step=step, metadata=metadata)
-
-
 def save_model(model: MDNRNN, path: Path) -> None:
     """Saves `model` as a `.keras` file, atomically."""
     with atomic_path(path, suffix=".keras") as tmp:
         model.save(tmp)
 
 
+# ---- the data: series, split and batches ----
+
 def _split(layout: ExperimentLayout, data: SeriesSet, config: RNNTrainConfig) -> tuple[np.ndarray, np.ndarray]:
     """The train/validation split: the one in rnn/split.json when resuming (so a resumed run keeps its
     validation set), else a fresh seeded one."""
-    path = layout.rnn / "split.json"
+    path = layout.rnn_split
     if config.resume and path.exists():
         names = set(read_json(path).get("validation", []))
         val = np.array([i for i, f in enumerate(data.files) if f.name in names], np.int64)
@@ -250,19 +236,201 @@ MODEL_FIELDS = ("hidden", "num_mixtures", "predict_done", "z_size", "action_size
 
 def _check_resumable(layout: ExperimentLayout, run_config: dict[str, Any]) -> None:
     """A resumed run must build the same model (and streams) as its checkpoint."""
-    path = layout.rnn / "config.json"
-    if not path.exists() or not tf.train.latest_checkpoint(layout.rnn / "checkpoints"):
+    path = layout.run_config("rnn")
+    if not path.exists() or not tf.train.latest_checkpoint(layout.checkpoints("rnn")):
         return
     recorded = read_json(path)
     fields = MODEL_FIELDS + (("batch_size",) if run_config["predict_done"] else ())
     for name in fields:
         if recorded.get(name) != run_config[name]:
-            raise UserError(f"{layout.rnn / 'checkpoints'} holds a run with {name}={recorded.get(name)}, not "
+            raise UserError(f"{layout.checkpoints('rnn')} holds a run with {name}={recorded.get(name)}, not "
                             f"{run_config[name]}; pass --{name}={recorded.get(name)} or --noresume to start over")
+
+
+@dataclasses.dataclass(frozen=True)
+class SeriesPlan:
+    """What a run trains and validates on: the series, the resolved config, the split and the batches."""
+
+    data: SeriesSet
+    config: RNNTrainConfig  # every None replaced by the paper's value for the series' env
+    train_episodes: np.ndarray
+    val_episodes: np.ndarray
+    batches: EpisodeBatches | StreamBatches
+    run_config: dict[str, Any]  # what rnn/config.json records
+
+    def validation_batches(self) -> EpisodeBatches | None:
+        if not len(self.val_episodes):
+            return None
+        config = self.config
+        return EpisodeBatches(self.data, self.val_episodes, config.batch_size, config.seq_len, config.seed)
+
+
+def plan_run(layout: ExperimentLayout, config: RNNTrainConfig, verbose: bool) -> SeriesPlan:
+    """Reads the series, resolves the config, splits the episodes and records the run in rnn/ (split.json,
+    config.json; --noresume first discards the old checkpoints and validation records)."""
+    data = load_series(layout.series, verbose)
+    config = config.resolved(data.env)
+    run_config = {**dataclasses.asdict(config), "env": data.env, "z_size": data.z_size,
+                  "action_size": data.action_size, "episodes": data.num_episodes,
+                  "frames": int(data.lengths.sum())}
+    if config.resume:
+        _check_resumable(layout, run_config)
+    train_episodes, val_episodes = _split(layout, data, config)
+    batch_layout = StreamBatches if config.predict_done else EpisodeBatches
+    batches = batch_layout(data, train_episodes, config.batch_size, config.seq_len, config.seed)
+    if not config.resume:  # only now that the new run's settings are known to work
+        shutil.rmtree(layout.checkpoints("rnn"), ignore_errors=True)
+        for path in (layout.rnn_validation, layout.rnn_best):
+            path.unlink(missing_ok=True)
+    write_json(layout.rnn_split, {"validation": [data.files[i].name for i in val_episodes]})
+    run_config.update(train_episodes=len(train_episodes), val_episodes=len(val_episodes))
+    write_json(layout.run_config("rnn"), run_config)
+    return SeriesPlan(data, config, train_episodes, val_episodes, batches, run_config)
+
+
+def batch_dataset(batches: EpisodeBatches | StreamBatches, start: int, steps: int,
+                  batch_size: int) -> tf.data.Dataset:
+    """The batches of steps start .. steps - 1 (each with its "reset" flag), prepared ahead by tf.data."""
+    spec = {k: tf.TensorSpec((batch_size, None) + ((None,) if k in ("mu", "logvar", "action") else ()),
+                             tf.float32) for k in BATCH_KEYS}
+    spec["reset"] = tf.TensorSpec((), tf.float32)
+    return tf.data.Dataset.from_generator(functools.partial(_batch_stream, batches, start, steps),
+                                          output_signature=spec).prefetch(2)
+
+
+def _batch_stream(batches: EpisodeBatches | StreamBatches, start: int,
+                  steps: int) -> Iterator[dict[str, np.ndarray]]:
+    for s in range(start, steps):
+        batch = batches.batch(s)
+        batch["reset"] = np.float32(batches.is_epoch_start(s))
+        yield batch
+
+
+# ---- the model, its checkpoint, and the best model ----
+
+def _carried_state(config: RNNTrainConfig) -> dict[str, tf.Variable]:
+    """Doom's streams carry the LSTM state (h, c) from chunk to chunk; it is checkpointed with the model."""
+    if not config.predict_done:
+        return {}
+    return {name: tf.Variable(tf.zeros([config.batch_size, config.hidden]), trainable=False, name=name)
+            for name in ("carried_h", "carried_c")}
+
+
+def _start_from(model: MDNRNN, init_model: str) -> None:
+    """Fine-tuning: copies the weights of another rnn.keras of the same sizes."""
+    source = load_rnn(init_model, expect={"z_size": model.z_size, "action_size": model.action_size,
+                                          "hidden_size": model.hidden_size, "num_mixtures": model.num_mixtures,
+                                          "predict_done": model.predict_done})
+    model.set_weights(source.get_weights())
 
 
 def _improved(value: float, best: float | None) -> bool:
     return math.isfinite(value) and (best is None or value < best)
+
+
+class Validation:
+    """Scores the held-out episodes (`evaluate`), keeps their history in rnn/validation.json, saves the model
+    with the lowest `best_metric` to rnn.keras (its step and losses in rnn/best.json), and says when early
+    stopping ends the run. A run without a checkpoint starts over: older validation records do not apply."""
+
+    def __init__(self, layout: ExperimentLayout, model: MDNRNN, batches: EpisodeBatches | None,
+                 config: RNNTrainConfig, writer: SummaryWriter, log: Callable[[str], None], start: int,
+                 resumed: bool):
+        self.layout, self.model, self.batches, self.config, self.writer, self.log = (layout, model, batches,
+                                                                                    config, writer, log)
+        self.eval_step = make_eval_step(model)
+        self.stop_metric = "restart" if config.predict_done else "z_nll"
+        history = read_json(layout.rnn_validation) if resumed and layout.rnn_validation.exists() else []
+        self.history = [h for h in history if h["step"] <= start]
+        self.best = read_json(layout.rnn_best) if resumed and layout.rnn_best.exists() else None
+
+    def due(self, step: int) -> bool:
+        return self.batches is not None and (step % self.config.eval_every == 0 or step == self.config.steps)
+
+    def validate(self, step: int) -> bool:
+        """Scores the validation set, keeps the best model; True when early stopping says stop."""
+        config = self.config
+        losses = evaluate(self.eval_step, self.batches, config.seed)
+        self.history.append({"step": step, **losses})
+        write_json(self.layout.rnn_validation, self.history)
+        self.writer.scalars(step, {f"val/{name}": value for name, value in losses.items()})
+        line = f"rnn: step {step:,} validation z_nll {losses['z_nll']:.4f}"
+        if config.predict_done:
+            line += f", restart {losses['restart']:.4f}"
+        if _improved(losses[config.best_metric], self.best and self.best[config.best_metric]):
+            self.best = {"step": step, **losses, "metric": config.best_metric}
+            save_model(self.model, self.layout.rnn_model)
+            write_json(self.layout.rnn_best, self.best)
+            line += " (best)"
+        self.log(line)
+        return self.should_stop()
+
+    def should_stop(self) -> bool:
+        """Early stopping: `early_stop_patience` validations since the best `stop_metric`."""
+        values = [h[self.stop_metric] for h in self.history]
+        if not self.config.early_stop_patience or not values:
+            return False
+        best_at = int(np.nanargmin(values)) if np.isfinite(values).any() else 0
+        return len(values) - 1 - best_at >= self.config.early_stop_patience
+
+
+# ---- the loop ----
+
+class TrainingLoop:
+    """M's training loop from the checkpoint's step: the compiled train step on prefetched batches, TensorBoard
+    scalars and a progress line, validation every `eval_every` steps (with early stopping) and a checkpoint every
+    `checkpoint_every` steps, at the end and on Ctrl-C / SIGTERM."""
+
+    def __init__(self, model: MDNRNN, optimizer: keras.optimizers.Optimizer, checkpoint: TrainingCheckpoint,
+                 carried: dict[str, tf.Variable], plan: SeriesPlan, validation: Validation, writer: SummaryWriter,
+                 verbose: bool):
+        config = plan.config
+        self.checkpoint, self.plan, self.config, self.validation, self.writer = (checkpoint, plan, config,
+                                                                                validation, writer)
+        carried_state = (carried["carried_h"], carried["carried_c"]) if carried else None
+        self.train_step = make_train_step(model, optimizer, checkpoint.step, carried_state, config)
+        self.scalars = TrainingScalars(writer, config.log_every, optimizer, config.batch_size, "sequences")
+        self.progress = Progress("rnn", config.steps, "steps", rate_unit="sequences",
+                                 start_done=checkpoint.current_step, stream=None if verbose else io.StringIO())
+
+    def save_checkpoint(self) -> None:
+        self.checkpoint.save()
+        self.writer.flush()
+
+    def _save_on_interrupt(self) -> None:
+        self.save_checkpoint()
+        self.progress.close()
+
+    def run(self) -> None:
+        """Trains to `config.steps` or an early stop. Raises `UserError` on a non-finite loss (nothing saved),
+        `TrainingInterrupted` after saving a checkpoint, `DataError` when the batch pipeline fails."""
+        start, steps = self.checkpoint.current_step, self.config.steps
+        with checkpoint_on_interrupt(self._save_on_interrupt, self.checkpoint, steps):
+            if self.validation.batches is not None and not self.validation.history:
+                self.validation.validate(start)  # the untrained model's losses: the baseline of the curve
+            if start < steps and not self.validation.should_stop():  # a run stopped early stays stopped
+                for batch in batch_dataset(self.plan.batches, start, steps, self.config.batch_size):
+                    if self._step(batch):
+                        break
+        self.progress.close()
+
+    def _step(self, batch: dict[str, tf.Tensor]) -> bool:
+        """One train step and what follows it (scalars, validation, checkpoint); True when training stops early."""
+        config = self.config
+        previous = self.checkpoint.current_step
+        losses, finite = self.train_step(batch)
+        losses = {k: float(v) for k, v in losses.items()}
+        check_finite(finite, previous + 1, {k: losses[k] for k in ("z_nll", "restart")}, self.checkpoint)
+        current = self.checkpoint.current_step
+        self.progress.update(1, rate_count=config.batch_size, loss=f"{losses['total']:.4f}")
+        self.scalars.add(current, losses, last=current == config.steps)
+        stopped_early = self.validation.validate(current) if self.validation.due(current) else False
+        if current % config.checkpoint_every == 0 or current == config.steps or stopped_early:
+            self.save_checkpoint()
+        if stopped_early:
+            self.validation.log(f"rnn: early stop at step {current:,}: validation {self.validation.stop_metric} "
+                                f"did not improve in {config.early_stop_patience} validations")
+        return stopped_early
 
 
 def train_rnn(exp_dir: str | Path, config: RNNTrainConfig = RNNTrainConfig(), verbose: bool = True) -> Path:
@@ -274,218 +442,62 @@ def train_rnn(exp_dir: str | Path, config: RNNTrainConfig = RNNTrainConfig(), ve
     Ctrl-C / SIGTERM after saving a checkpoint.
     """
     layout = experiment(exp_dir)
-    data = load_series(layout.series, verbose)
-    config = config.resolved(data.env)
+    plan = plan_run(layout, config, verbose)
+    config, data = plan.config, plan.data
     log = print if verbose else (lambda *args, **kwargs: None)
-    checkpoint_dir = layout.rnn / "checkpoints"
-    history_path, best_path = layout.rnn / "validation.json", layout.rnn / "best.json"
-    run_config = {**dataclasses.asdict(config), "env": data.env, "z_size": data.z_size,
-                  "action_size": data.action_size, "episodes": data.num_episodes,
-                  "frames": int(data.lengths.sum())}
-    if config.resume:
-        _check_resumable(layout, run_config)
-    train_episodes, val_episodes = _split(layout, data, config)
-    batch_layout = StreamBatches if config.predict_done else EpisodeBatches
-    batches = batch_layout(data, train_episodes, config.batch_size, config.seq_len, config.seed)
-    if not config.resume:  # only now that the new run's settings are known to work
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
-        for path in (history_path, best_path):
-            path.unlink(missing_ok=True)
-    write_json(layout.rnn / "split.json", {"validation": [data.files[i].name for i in val_episodes]})
-    run_config.update(train_episodes=len(train_episodes), val_episodes=len(val_episodes))
-    write_json(layout.rnn / "config.json", run_config)
 
     keras.utils.set_random_seed(config.seed)
     model = MDNRNN(z_size=data.z_size, action_size=data.action_size, hidden_size=config.hidden,
                    num_mixtures=config.num_mixtures, predict_done=config.predict_done)
     optimizer = keras.optimizers.Adam(
         learning_rate=PaperDecay(config.learning_rate, config.min_learning_rate, config.decay_rate))
-    optimizer.build(model.trainable_variables)  # Adam's slots exist before a restore, so they are restored
-    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    carried = None
-    items: dict[str, Any] = {}
-    if config.predict_done:
-        carried = tuple(tf.Variable(tf.zeros([config.batch_size, config.hidden]), trainable=False, name=name)
-                        for name in ("carried_h", "carried_c"))
-        items = {"carried_h": carried[0], "carried_c": carried[1]}
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, **items)
-    manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=3, step_counter=step)
-    if manager.latest_checkpoint:
-        try:
-            checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        except (ValueError, AssertionError, tf.errors.OpError) as error:
-            raise DataError(f"{manager.latest_checkpoint}: cannot restore this checkpoint ({type(error).__name__}: "
-                            f"{str(error).splitlines()[0]}); --noresume starts over") from None
-    elif config.init_model:
-        source = load_rnn(config.init_model, expect={"z_size": model.z_size, "action_size": model.action_size,
-                                                     "hidden_size": model.hidden_size,
-                                                     "num_mixtures": model.num_mixtures,
-                                                     "predict_done": model.predict_done})
-        model.set_weights(source.get_weights())
+    carried = _carried_state(config)
+    checkpoint = TrainingCheckpoint(layout.checkpoints("rnn"), model, optimizer, **carried)
+    resumed = checkpoint.restore_latest() is not None
+    if not resumed and config.init_model:
+        _start_from(model, config.init_model)
         log(f"rnn: starting from the weights of {config.init_model}")
-    start = int(step.numpy())
-    # Without a checkpoint the run starts over: older validation records do not apply.
-    resumed = manager.latest_checkpoint is not None
-    history = [h for h in (read_json(history_path) if resumed and history_path.exists() else [])
-               if h["step"] <= start]
-    best = read_json(best_path) if resumed and best_path.exists() else None
-
-    val_batches = (EpisodeBatches(data, val_episodes, config.batch_size, config.seq_len, config.seed)
-                   if len(val_episodes) else None)
-    train_step = make_train_step(model, optimizer, step, carried, config)
-    eval_step = make_eval_step(model)
-    writer = tf.summary.create_file_writer(str(layout.rnn / "logs"))
+    start = checkpoint.current_step
     if start:
-        log(f"rnn: resuming at step {start:,} from {manager.latest_checkpoint}")
-    log(f"rnn: {data.env}, {data.num_episodes:,} episodes ({len(train_episodes):,} train, {len(val_episodes):,} "
-        f"validation), z {data.z_size}, action {data.action_size}, LSTM {config.hidden}, "
+        log(f"rnn: resuming at step {start:,} from {checkpoint.latest}")
+    log(f"rnn: {data.env}, {data.num_episodes:,} episodes ({len(plan.train_episodes):,} train, "
+        f"{len(plan.val_episodes):,} validation), z {data.z_size}, action {data.action_size}, LSTM {config.hidden}, "
         f"{config.batch_size} x {config.seq_len} steps a batch, {config.steps:,} steps")
-    with writer.as_default():
-        _summary("config/hyperparameters", "```\n" + json.dumps(run_config, indent=2) + "\n```", start, "text")
 
-    stop_metric = "restart" if config.predict_done else "z_nll"
-
-    def validate(current: int) -> bool:
-        """Scores the validation set, keeps the best model; True when early stopping says stop."""
-        nonlocal best
-        losses = evaluate(eval_step, val_batches, config.seed)
-        history.append({"step": current, **losses})
-        write_json(history_path, history)
-        with writer.as_default():
-            for name, value in losses.items():
-                _summary(f"val/{name}", value, current)
-        line = f"rnn: step {current:,} validation z_nll {losses['z_nll']:.4f}"
-        if config.predict_done:
-            line += f", restart {losses['restart']:.4f}"
-        if _improved(losses[config.best_metric], best and best[config.best_metric]):
-            best = {"step": current, **losses, "metric": config.best_metric}
-            save_model(model, layout.rnn_model)
-            write_json(best_path, best)
-            line += " (best)"
-        log(line)
-        return should_stop()
-
-    def should_stop() -> bool:
-        """Early stopping: `early_stop_patience` validations since the best `stop_metric`."""
-        values = [h[stop_metric] for h in history]
-        if not config.early_stop_patience or not values:
-            return False
-        best_at = int(np.nanargmin(values)) if np.isfinite(values).any() else 0
-        return len(values) - 1 - best_at >= config.early_stop_patience
-
-    def save_checkpoint() -> None:
-        manager.save(checkpoint_number=step)
-        writer.flush()
-
-    def batch_stream() -> Iterator[dict[str, np.ndarray]]:
-        for s in range(start, config.steps):
-            batch = batches.batch(s)
-            batch["reset"] = np.float32(batches.is_epoch_start(s))
-            yield batch
-
-    spec = {k: tf.TensorSpec((config.batch_size, None) + ((None,) if k in ("mu", "logvar", "action") else ()),
-                             tf.float32) for k in BATCH_KEYS}
-    spec["reset"] = tf.TensorSpec((), tf.float32)
-    dataset = tf.data.Dataset.from_generator(batch_stream, output_signature=spec).prefetch(2)
-
-    progress = Progress("rnn", config.steps, "steps", rate_unit="sequences", start_done=start,
-                        stream=None if verbose else io.StringIO())
-    sums, logged_steps, logged_time = np.zeros(3), 0, time.monotonic()
-    stopped_early = False
+    writer = SummaryWriter(layout.tensorboard("rnn"))
+    writer.hyperparameters(plan.run_config, start)
+    validation = Validation(layout, model, plan.validation_batches(), config, writer, log, start, resumed)
     try:
-        with sigterm_as_interrupt():
-            if val_batches is not None and not history:
-                validate(start)  # the untrained model's losses: the baseline of the curve
-            current = start
-            stopped_early = should_stop()  # a resumed run that had already stopped early stays stopped
-            for batch in (dataset if start < config.steps and not stopped_early else ()):
-                losses, finite = train_step(batch)
-                losses = {k: float(v) for k, v in losses.items()}
-                if not bool(finite):
-                    raise UserError(
-                        f"non-finite loss at step {current + 1:,} (z_nll={losses['z_nll']}, "
-                        f"restart={losses['restart']}); stopped without saving, the last good checkpoint "
-                        f"({manager.latest_checkpoint or 'none'}) is kept; try a lower --learning_rate")
-                current = int(step.numpy())
-                sums += (losses["z_nll"], losses["restart"], losses["total"])
-                logged_steps += 1
-                progress.update(1, rate_count=config.batch_size, loss=f"{losses['total']:.4f}")
-                if logged_steps >= config.log_every or current == config.steps:
-                    now = time.monotonic()
-                    with writer.as_default():
-                        for name, value in zip(("z_nll", "restart", "total"), sums / logged_steps):
-                            _summary(f"losses/{name}", value, current)
-                        _summary("train/learning_rate", optimizer.learning_rate.numpy(), current)
-                        _summary("perf/sequences_per_s",
-                                 logged_steps * config.batch_size / max(now - logged_time, 1e-9), current)
-                    sums[:], logged_steps, logged_time = 0, 0, now
-                if val_batches is not None and (current % config.eval_every == 0 or current == config.steps):
-                    stopped_early = validate(current)
-                if current % config.checkpoint_every == 0 or current == config.steps or stopped_early:
-                    save_checkpoint()
-                if stopped_early:
-                    log(f"rnn: early stop at step {current:,}: validation {stop_metric} did not improve in "
-                        f"{config.early_stop_patience} validations")
-                    break
-    except KeyboardInterrupt:
-        save_checkpoint()
-        progress.close()
-        raise TrainingInterrupted(f"interrupted at step {int(step.numpy()):,} of {config.steps:,}; checkpoint "
-                                  f"saved in {checkpoint_dir}; run the same command to resume") from None
+        TrainingLoop(model, optimizer, checkpoint, carried, plan, validation, writer, verbose).run()
     except tf.errors.OpError as error:
         raise DataError(f"{layout.series}: batch pipeline failed ({str(error).splitlines()[0]})") from None
-    progress.close()
-    writer.close()
-    if val_batches is None or not layout.rnn_model.exists():
+    finally:
+        writer.close()
+    if validation.batches is None or not layout.rnn_model.exists():
         save_model(model, layout.rnn_model)  # no validation: the final model
-    if best is not None:
-        log(f"rnn: saved {layout.rnn_model} (step {best['step']:,}, validation {config.best_metric} "
-            f"{best[config.best_metric]:.4f})")
+    if validation.best is not None:
+        log(f"rnn: saved {layout.rnn_model} (step {validation.best['step']:,}, validation {config.best_metric} "
+            f"{validation.best[config.best_metric]:.4f})")
     return layout.rnn_model
 
 
 def main(argv: Any) -> None:
     from absl import flags, logging
 
+    from common.flags import ConfigFlags
+
     logging.set_verbosity(logging.WARNING)  # TF's checkpoint saver logs a line at INFO on every save
-    FLAGS = flags.FLAGS
-    config = RNNTrainConfig(
-        steps=FLAGS.steps, batch_size=FLAGS.batch_size, seq_len=FLAGS.seq_len, hidden=FLAGS.hidden,
-        num_mixtures=FLAGS.num_mixtures, learning_rate=FLAGS.learning_rate, val_episodes=FLAGS.val_episodes,
-        val_fraction=FLAGS.val_fraction, val_pattern=FLAGS.val_pattern, eval_every=FLAGS.eval_every,
-        checkpoint_every=FLAGS.checkpoint_every,
-        early_stop_patience=FLAGS.early_stop_patience, best_metric=FLAGS.best_metric, seed=FLAGS.seed,
-        resume=FLAGS.resume, init_model=FLAGS.init_model)
-    train_rnn(FLAGS.exp_dir, config)
+    train_rnn(flags.FLAGS.exp_dir, ConfigFlags(RNNTrainConfig).parse())
 
 
 def define_flags() -> None:
     from absl import flags
 
-    defaults = RNNTrainConfig()
+    from common.flags import ConfigFlags
+
     flags.DEFINE_string("exp_dir", None, "Experiment folder: reads EXP_DIR/series/, writes EXP_DIR/rnn/.",
                         required=True)
-    flags.DEFINE_integer("steps", None, "Total training steps (default: CarRacing 4,000, Doom 24,000).")
-    flags.DEFINE_integer("batch_size", None, "Sequences (CarRacing) or streams (Doom) a batch (default 100).")
-    flags.DEFINE_integer("seq_len", None, "Steps a sequence / chunk (default: CarRacing 999, Doom 500).")
-    flags.DEFINE_integer("hidden", None, "LSTM units (default: CarRacing 256, Doom 512).")
-    flags.DEFINE_integer("num_mixtures", defaults.num_mixtures, "Gaussians per latent dimension (paper: 5).")
-    flags.DEFINE_float("learning_rate", defaults.learning_rate, "Adam's starting learning rate; it decays as "
-                       "(lr - 1e-5) * 0.99999^step + 1e-5 (2018 code: 1e-3).")
-    flags.DEFINE_integer("val_episodes", defaults.val_episodes, "Held-out episodes (0: use --val_fraction).")
-    flags.DEFINE_float("val_fraction", defaults.val_fraction, "Share of episodes held out for validation.")
-    flags.DEFINE_string("val_pattern", None, "Hold out only episodes whose file name matches this glob, e.g. "
-                        "'ep[0-9]*.npz' (a round's own episodes in run.iterate).")
-    flags.DEFINE_integer("eval_every", defaults.eval_every, "Steps between validations.")
-    flags.DEFINE_integer("checkpoint_every", defaults.checkpoint_every, "Steps between checkpoints.")
-    flags.DEFINE_integer("early_stop_patience", defaults.early_stop_patience, "Stop after this many validations "
-                         "without a better validation death loss (z NLL for CarRacing); 0 = off.")
-    flags.DEFINE_enum("best_metric", defaults.best_metric, list(BEST_METRICS),
-                      "Validation loss that picks the saved model.")
-    flags.DEFINE_integer("seed", defaults.seed, "Seed of the weights, split, batch order and sampled z.")
-    flags.DEFINE_bool("resume", defaults.resume, "Continue from the last checkpoint; --noresume starts over.")
-    flags.DEFINE_string("init_model", None, "Fine-tune: start from this rnn.keras's weights (when no checkpoint "
-                        "exists yet).")
+    ConfigFlags(RNNTrainConfig).define()
 
 
 if __name__ == "__main__":

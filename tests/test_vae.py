@@ -18,6 +18,8 @@ import tensorflow as tf
 
 from common.errors import DataError, UserError
 from common.storage import read_series, write_npz
+from common.tensorboard import HYPERPARAMETERS_TAG
+from tests.test_tensorboard import read_summaries
 from vae import ConvVAE, frames_to_inputs, kl_divergence, vae_loss
 from vae.encode import encode_rollouts, load_vae
 from vae.train import VAETrainConfig, train_vae
@@ -195,7 +197,13 @@ def test_training_steps_lower_the_loss(exp_dir):
     assert path == exp_dir.resolve() / "vae" / "vae.keras"
     assert load_vae(path, z_size=64).count_params() == 4_446_915
     assert (exp_dir / "vae" / "reconstructions.png").stat().st_size > 0
-    assert list((exp_dir / "vae" / "logs").glob("events.out.tfevents.*"))
+    found = read_summaries(exp_dir / "vae" / "tensorboard")  # log_every=1: a point every step
+    for tag in ("losses/total", "losses/recon", "losses/kl", "train/learning_rate", "perf/steps_per_s",
+                "perf/frames_per_s"):
+        assert [step for step, _ in found[tag]] == list(range(1, 9)), tag
+    assert found["losses/recon"][-1][1] < found["losses/recon"][0][1]
+    assert [step for step, _ in found["images/originals_vs_reconstructions"]] == [8]
+    assert '"batch_size": 32' in found[HYPERPARAMETERS_TAG][0][1]
 
 
 def test_mixed_precision_trains_and_saves_a_float32_model(exp_dir):
