@@ -1,4 +1,4 @@
-"""DoomRNN: Take Cover dreamt by M, as a gymnasium env, a batched vector env, and a fused CMA-ES evaluator.
+"""DoomRNN: Take Cover dreamt by M, as one batched dream step that everything dreaming goes through.
 
 The dream runs in latent space only (no frames are rendered):
   reset:  z_0 ~ N(mu, sigma^2) of a random real first frame (`series/initial_z.npz`), M state zero, restart = 1
@@ -8,25 +8,93 @@ The dream runs in latent space only (no frames are rendered):
 The observation is [z, c, h] (1,088 values), what the Doom controller reads. The temperature tau (1.15 in the
 paper) divides the mixture logits and scales the noise by sqrt(tau): higher tau makes the dream harder to cheat.
 
-All dreams of a batch advance in one compiled program; finished dreams are masked inside a chunk of steps and
-dropped from the batch between chunks, so a CMA-ES generation of 64 x 16 dreams costs what its survivors cost.
+`dream_step` is that step, once, for a batch of dreams. `DreamDynamics` compiles it and drives it: CMA-ES's
+fused evaluation (`returns`: all dreams of a generation advance in one compiled program; finished dreams are
+masked inside a chunk of steps and dropped from the batch between chunks, so a generation of 64 x 16 dreams costs
+what its survivors cost), given actions (`step`: the gym env as a batch of 1, the vector env, `run.dream`'s
+videos and play) and per-dream policies in Python (`survival`: `run.dream_audit`).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
 import tensorflow as tf
 
 from common.errors import DataError
+from common.layout import experiment
+from common.paper import DOOM_TEMPERATURE
 from common.storage import read_npz
+from envs.doom import MAX_STEPS
+from rnn.model import MDNRNN, load_rnn
 
-PAPER_TEMPERATURE = 1.15  # the 2018 code used 1.25
-MAX_STEPS = 2100
+PAPER_TEMPERATURE = DOOM_TEMPERATURE  # 1.15; the 2018 code used 1.25
 CHUNK_STEPS = 64  # steps per compiled call; finished dreams leave the batch between calls
+
+LowPrecision = tuple[tf.Tensor, tuple[tf.Tensor, tf.Tensor]]  # (recurrent kernel, (head kernel, head bias))
+
+
+class DreamState(NamedTuple):
+    """A batch of dreams in progress: z_t (B, Z), M's (h, c) (B, hidden) and the steps dreamt (B,) int32.
+
+    A dream with 0 steps is at its start: M's restart flag is 1 there, which zeroes its state.
+    """
+
+    z: Any
+    h: Any
+    c: Any
+    steps: Any
+
+
+class DreamStep(NamedTuple):
+    """What one step of a batch of dreams did."""
+
+    state: DreamState  # after the step: z_{t+1}, M's new (h, c), steps + 1
+    died: Any  # (B,) bool: the death logit passed 0 (never for an M without the death head)
+    truncated: Any  # (B,) bool: alive at the step cap
+    death_logit: Any  # (B,) float32; -inf for an M without the death head (CarRacing's)
+
+
+def dream_step(rnn: MDNRNN, state: DreamState, action: Any, temperature: Any, seed: Any, max_steps: Any,
+               low_precision: LowPrecision | None = None) -> DreamStep:
+    """The dream's one step, pure TF for a batch: M consumes (z_t, a_t, restart_t), z_{t+1} is drawn from the
+    mixture its new h predicts at temperature tau (stateless `seed`, [2] ints), a dream dies where the death logit
+    passes 0 and is truncated at `max_steps`.
+
+    `low_precision` (from `bfloat16_weights`) runs the two large matmuls, the LSTM's recurrent one and the
+    head, in bfloat16: faster on CPUs with AVX-512 BF16 or AMX, an option (the paper's dream is float32).
+    """
+    recurrent, head = low_precision if low_precision is not None else (None, None)
+    restart = tf.cast(tf.equal(state.steps, 0), tf.float32)
+    h, c = rnn.advance(state.z, action, (state.h, state.c), restart, recurrent)
+    if head is None:
+        out = rnn.head(h)
+    else:
+        kernel, bias = head
+        out = tf.cast(tf.matmul(tf.cast(h, kernel.dtype), kernel), tf.float32) + bias
+    mixture, death_logit = rnn.split_head(out)
+    if death_logit is None:
+        death_logit = tf.fill(tf.shape(state.steps), -np.inf)
+    steps = state.steps + 1
+    died = death_logit > 0.0
+    truncated = ~died & (steps >= max_steps)
+    return DreamStep(DreamState(rnn.sample(mixture, temperature, seed), h, c, steps), died, truncated, death_logit)
+
+
+def _state_spec(rnn: MDNRNN, batch_size: int | None) -> DreamState:
+    hidden = tf.TensorSpec([batch_size, rnn.hidden_size], tf.float32)
+    return DreamState(tf.TensorSpec([batch_size, rnn.z_size], tf.float32), hidden, hidden,
+                      tf.TensorSpec([batch_size], tf.int32))
+
+
+def bfloat16_weights(rnn: MDNRNN) -> LowPrecision:
+    """Frozen bfloat16 copies of M's recurrent and head kernels, for `dream_step`'s fast path."""
+    return (tf.constant(tf.cast(rnn.lstm.recurrent_kernel, tf.bfloat16)),
+            (tf.constant(tf.cast(rnn.head.kernel, tf.bfloat16)), tf.constant(rnn.head.bias)))
 
 
 def load_initial_z(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
@@ -44,129 +112,124 @@ def sample_start(mu: np.ndarray, logvar: np.ndarray, seed: int) -> np.ndarray:
     return (mu[index] + np.exp(logvar[index] / 2.0) * eps).astype(np.float32)
 
 
-def dream_step(rnn, z, action, state, restart, temperature, seed, low_precision=None):
-    """One step of M's dream, pure TF: (z', (h', c'), death logit or None). M consumes (z, a, restart) from
-    `state`; z' is drawn from the mixture its new h predicts, at temperature tau.
-
-    `low_precision` (from `bfloat16_weights`) runs the two large matmuls, the LSTM's recurrent one and the
-    head, in bfloat16: faster on CPUs with AVX-512 BF16 or AMX, an option (the paper's dream is float32).
-    """
-    recurrent, head = low_precision if low_precision is not None else (None, None)
-    state = rnn.advance(z, action, state, restart, recurrent)
-    if head is None:
-        out = rnn.head(state[0])
-    else:
-        kernel, bias = head
-        out = tf.cast(tf.matmul(tf.cast(state[0], kernel.dtype), kernel), tf.float32) + bias
-    mixture, done_logit = rnn.split_head(out)
-    return rnn.sample(mixture, temperature, seed), state, done_logit
-
-
-def bfloat16_weights(rnn):
-    """Frozen bfloat16 copies of M's recurrent and head kernels, for `dream_step`'s fast path."""
-    return (tf.constant(tf.cast(rnn.lstm.recurrent_kernel, tf.bfloat16)),
-            (tf.constant(tf.cast(rnn.head.kernel, tf.bfloat16)), tf.constant(rnn.head.bias)))
-
-
 class DreamDynamics:
-    """The compiled dream: M's step, temperature sampling and the death threshold, for a batch of dreams.
+    """M's dream compiled for batches of dreams, at temperature tau with a step cap.
 
-    `controller`/`params` drive the fused rollout (`returns`); the gym envs call `step` with given actions.
+    Args:
+      rnn: M; Doom's has the death head (the dream ends where it predicts death), CarRacing's runs to the cap.
+      initial_mu, initial_logvar: (N, Z) real first frames `reset` draws z_0 from (None: callers `start`
+        from their own z_0).
+      temperature: tau, 1.15 as in the paper; `step` may override it per call.
+      max_steps: the step cap, 2,100 as the real game's.
+      bfloat16: the two large matmuls in bfloat16 (`controller.train --dream_bfloat16`).
+      batch_size: the batch `step` is compiled for (None: any). A fixed size lets TensorFlow pick kernels for it
+        (batch 1: the dream shown one frame at a time).
     """
 
-    def __init__(self, rnn, initial_mu: np.ndarray, initial_logvar: np.ndarray,
-                 temperature: float = PAPER_TEMPERATURE, max_steps: int = MAX_STEPS, bfloat16: bool = False):
-        if not rnn.predict_done:
-            raise DataError("the Doom dream needs an MDNRNN with the death head (predict_done=True)")
-        if initial_mu.shape[1] != rnn.z_size:
+    def __init__(self, rnn: MDNRNN, initial_mu: np.ndarray | None = None, initial_logvar: np.ndarray | None = None,
+                 temperature: float = PAPER_TEMPERATURE, max_steps: int = MAX_STEPS, bfloat16: bool = False,
+                 batch_size: int | None = None):
+        if initial_mu is not None and initial_mu.shape[1] != rnn.z_size:
             raise DataError(f"initial_z has z size {initial_mu.shape[1]} but M has {rnn.z_size}")
         self.rnn, self.temperature, self.max_steps = rnn, float(temperature), int(max_steps)
         self.bfloat16 = bfloat16
         self._low_precision = bfloat16_weights(rnn) if bfloat16 else None
-        self.initial_mu, self.initial_logvar = initial_mu.astype(np.float32), initial_logvar.astype(np.float32)
-        z, hidden = rnn.z_size, rnn.hidden_size
-        state = [tf.TensorSpec([None, hidden], tf.float32)] * 2
+        self.initial_mu = None if initial_mu is None else initial_mu.astype(np.float32)
+        self.initial_logvar = None if initial_logvar is None else initial_logvar.astype(np.float32)
         self._step = tf.function(self._step_graph, input_signature=[
-            tf.TensorSpec([None, z], tf.float32), tf.TensorSpec([None, rnn.action_size], tf.float32), *state,
-            tf.TensorSpec([None], tf.float32), tf.TensorSpec([], tf.float32), tf.TensorSpec([2], tf.int32)])
+            _state_spec(rnn, batch_size), tf.TensorSpec([batch_size, rnn.action_size], tf.float32),
+            tf.TensorSpec([], tf.float32), tf.TensorSpec([2], tf.int32)])
         self._rollout_fns: dict[Any, Any] = {}
 
-    def initial_z(self, seeds: np.ndarray) -> np.ndarray:
+    def _step_graph(self, state: DreamState, action, temperature, seed) -> DreamStep:
+        return dream_step(self.rnn, state, action, temperature, seed, self.max_steps, self._low_precision)
+
+    def initial_z(self, seeds: Any) -> np.ndarray:
         """z_0 for each seed (see `sample_start`)."""
+        if self.initial_mu is None:
+            raise DataError("this dream has no start frames (initial_z): start it from a given z_0")
         return np.stack([sample_start(self.initial_mu, self.initial_logvar, seed)
                          for seed in np.asarray(seeds).reshape(-1)])
 
-    def _advance(self, z, action, h, c, restart, temperature, seed):
-        z_next, (h, c), done_logit = dream_step(self.rnn, z, action, (h, c), restart, temperature, seed,
-                                                self._low_precision)
-        return z_next, h, c, done_logit > 0.0
+    def start(self, z: Any) -> DreamState:
+        """Dreams starting from z_0 (B, Z): M's state zero, no steps dreamt."""
+        z = tf.constant(np.asarray(z, np.float32))
+        h, c = self.rnn.initial_state(int(z.shape[0]))
+        return DreamState(z, h, c, tf.zeros([z.shape[0]], tf.int32))
 
-    def _step_graph(self, z, action, h, c, restart, temperature, seed):
-        return self._advance(z, action, h, c, restart, temperature, seed)
+    def reset(self, seeds: Any) -> DreamState:
+        """One new dream per seed, from a real first frame (see `sample_start`)."""
+        return self.start(self.initial_z(seeds))
 
-    def step(self, z, action, h, c, restart, seed: tuple[int, int]):
-        """One step of a batch: (z', h', c', died) from z, action, state and restart flags."""
-        return self._step(tf.constant(z, tf.float32), tf.constant(action, tf.float32), h, c,
-                          tf.constant(restart, tf.float32), tf.constant(self.temperature),
+    def step(self, state: DreamState, action: Any, seed: Any, temperature: float | None = None) -> DreamStep:
+        """One compiled `dream_step` of a batch with given actions (B, A) and a stateless seed ([2] ints)."""
+        state = DreamState(*(tf.cast(part, dtype) for part, dtype in zip(state, (tf.float32,) * 3 + (tf.int32,))))
+        return self._step(state, tf.cast(action, tf.float32),
+                          tf.constant(self.temperature if temperature is None else temperature, tf.float32),
                           tf.constant(seed, tf.int32))
+
+    def survival(self, act: Callable[[DreamState], np.ndarray], seeds: np.ndarray, seed: int) -> np.ndarray:
+        """Steps survived by one dream per seed, all in one batch, with actions `act(state)` (B, A) computed in
+        Python each step (e.g. fixed policies); step t samples with the stateless seed (seed, t)."""
+        state = self.reset(seeds)
+        alive = np.ones(len(state.steps), bool)
+        survived = np.zeros(len(alive), np.int64)
+        for t in range(self.max_steps):
+            result = self.step(state, act(state), (seed, t))
+            state = result.state
+            survived += alive
+            alive &= ~(result.died.numpy() | result.truncated.numpy())
+            if not alive.any():
+                break
+        return survived.astype(np.float64)
 
     def _rollout_fn(self, controller):
         key = (controller.env, controller.variant, controller.z_size, controller.hidden_size)
-        if key in self._rollout_fns:
-            return self._rollout_fns[key]
-        z_size, hidden = self.rnn.z_size, self.rnn.hidden_size
+        if key not in self._rollout_fns:
+            self._rollout_fns[key] = self._compile_chunk(controller)
+        return self._rollout_fns[key]
 
-        def chunk(z, h, c, params, restart, steps, temperature, seed, length):
+    def _compile_chunk(self, controller):
+        def chunk(state, params, temperature, seed, length):
             """Advances every dream `length` steps; a dream stops counting once it died or hit the cap."""
-            alive = steps < self.max_steps
+            def body(t, state, alive):
+                action = controller.env_action_tensor(controller.act(params, controller.features(
+                    state.z, state.h, state.c)))
+                result = self._step_graph(state, action, temperature, tf.stack([seed[0], seed[1] + t]))
+                steps = tf.where(alive, result.state.steps, state.steps)
+                alive = alive & ~result.died & ~result.truncated
+                return t + 1, result.state._replace(steps=steps), alive
 
-            def body(t, z, h, c, restart, steps, alive):
-                action = controller.env_action_tensor(controller.act(params, controller.features(z, h, c)))
-                step_seed = tf.stack([seed[0], seed[1] + t])
-                z, h, c, died = self._advance(z, action, h, c, restart, temperature, step_seed)
-                steps = steps + tf.cast(alive, tf.int32)
-                alive = alive & ~died & (steps < self.max_steps)
-                return t + 1, z, h, c, tf.zeros_like(restart), steps, alive
+            _, state, alive = tf.while_loop(lambda t, state, alive: (t < length) & tf.reduce_any(alive), body,
+                                            (tf.constant(0), state, state.steps < self.max_steps))
+            return state, alive
 
-            _, z, h, c, restart, steps, alive = tf.while_loop(
-                lambda t, *rest: (t < length) & tf.reduce_any(rest[-1]), body,
-                (tf.constant(0), z, h, c, restart, steps, alive))
-            return z, h, c, restart, steps, alive
-
-        function = tf.function(chunk, input_signature=[
-            tf.TensorSpec([None, z_size], tf.float32), tf.TensorSpec([None, hidden], tf.float32),
-            tf.TensorSpec([None, hidden], tf.float32), tf.TensorSpec([None, controller.num_params], tf.float32),
-            tf.TensorSpec([None], tf.float32), tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.float32),
+        return tf.function(chunk, input_signature=[
+            _state_spec(self.rnn, None), tf.TensorSpec([None, controller.num_params], tf.float32),
+            tf.TensorSpec([], tf.float32),
             tf.TensorSpec([2], tf.int32), tf.TensorSpec([], tf.int32)])
-        self._rollout_fns[key] = function
-        return function
 
     def returns(self, controller, params: np.ndarray, seeds: np.ndarray, chunk_steps: int = CHUNK_STEPS) -> np.ndarray:
         """Steps survived (= return) of one dream per row: params (N, P) with seeds (N,), all in one batch."""
-        params = np.asarray(params, np.float32)
         seeds = np.asarray(seeds, np.int64).reshape(-1)
-        count = len(seeds)
         run_chunk = self._rollout_fn(controller)
-        z = tf.constant(self.initial_z(seeds))
-        h, c = self.rnn.initial_state(count)
-        restart = tf.ones([count])
-        steps = tf.zeros([count], tf.int32)
-        params_t = tf.constant(params)
-        index = np.arange(count)
-        result = np.zeros(count, np.int64)
+        state = self.reset(seeds)
+        params_t = tf.constant(np.asarray(params, np.float32))
+        index = np.arange(len(seeds))
+        result = np.zeros(len(seeds), np.int64)
         base_seed = int(np.random.default_rng(seeds).integers(2**31 - 1))
         offset = 0
         while len(index):
-            z, h, c, restart, steps, alive = run_chunk(
-                z, h, c, params_t, restart, steps, tf.constant(self.temperature),
-                tf.constant([base_seed, offset], tf.int32), tf.constant(chunk_steps))
+            state, alive = run_chunk(state, params_t, tf.constant(self.temperature),
+                                     tf.constant([base_seed, offset], tf.int32), tf.constant(chunk_steps))
             offset += chunk_steps
             alive_np = alive.numpy()
             finished = ~alive_np
-            result[index[finished]] = steps.numpy()[finished]
+            result[index[finished]] = state.steps.numpy()[finished]
             if finished.any():
                 keep = tf.constant(np.flatnonzero(alive_np))
-                z, h, c, restart, steps, params_t = (tf.gather(t, keep) for t in (z, h, c, restart, steps, params_t))
+                state = DreamState(*(tf.gather(part, keep) for part in state))
+                params_t = tf.gather(params_t, keep)
                 index = index[alive_np]
         return result.astype(np.float64)
 
@@ -175,13 +238,22 @@ def load_dream(exp_dir: str | os.PathLike, temperature: float = PAPER_TEMPERATUR
                max_steps: int = MAX_STEPS, rnn_path: str | os.PathLike | None = None,
                bfloat16: bool = False) -> DreamDynamics:
     """The dream of an experiment: M from `rnn/rnn.keras`, resets from `series/initial_z.npz`."""
-    from common.layout import experiment
-    from rnn.model import load_rnn
-
     layout = experiment(exp_dir, create=False)
     rnn = load_rnn(rnn_path or layout.rnn_model, expect={"predict_done": True})
     mu, logvar = load_initial_z(layout.initial_z)
     return DreamDynamics(rnn, mu, logvar, temperature, max_steps, bfloat16)
+
+
+def _doom_dynamics(exp_dir, temperature: float, max_steps: int, dynamics: DreamDynamics | None) -> DreamDynamics:
+    dynamics = dynamics or load_dream(exp_dir, temperature, max_steps)
+    if not dynamics.rnn.predict_done or dynamics.initial_mu is None:
+        raise DataError("the Doom dream needs an MDNRNN with the death head (predict_done=True) and start frames")
+    return dynamics
+
+
+def _observation(state: DreamState) -> np.ndarray:
+    """[z, c, h] (B, Z + 2 hidden), what the Doom controller reads."""
+    return np.concatenate([np.asarray(state.z), np.asarray(state.c), np.asarray(state.h)], axis=1).astype(np.float32)
 
 
 class DoomDreamEnv(gym.Env):
@@ -197,36 +269,29 @@ class DoomDreamEnv(gym.Env):
 
     def __init__(self, exp_dir: str | os.PathLike | None = None, temperature: float = PAPER_TEMPERATURE,
                  max_steps: int = MAX_STEPS, dynamics: DreamDynamics | None = None):
-        self.dynamics = dynamics or load_dream(exp_dir, temperature, max_steps)
+        self.dynamics = _doom_dynamics(exp_dir, temperature, max_steps, dynamics)
         rnn = self.dynamics.rnn
         size = rnn.z_size + 2 * rnn.hidden_size
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (size,), np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
-        self._z = self._h = self._c = None
+        self._state: DreamState | None = None
         self._steps = 0
         self._episode_seed = 0
-
-    def _observation(self) -> np.ndarray:
-        return np.concatenate([self._z[0], self._c.numpy()[0], self._h.numpy()[0]]).astype(np.float32)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         self._episode_seed = int(self.np_random.integers(2**31 - 1))
-        self._z = self.dynamics.initial_z([self._episode_seed])
-        self._h, self._c = self.dynamics.rnn.initial_state(1)
+        self._state = self.dynamics.reset([self._episode_seed])
         self._steps = 0
-        return self._observation(), {}
+        return _observation(self._state)[0], {}
 
     def step(self, action):
         action = np.clip(np.asarray(action, np.float32).reshape(1, -1), -1.0, 1.0)
-        z, self._h, self._c, died = self.dynamics.step(
-            self._z, action, self._h, self._c, [1.0 if self._steps == 0 else 0.0],
-            (self._episode_seed, self._steps))
-        self._z = z.numpy()
+        result = self.dynamics.step(self._state, action, (self._episode_seed, self._steps))
+        self._state = result.state
         self._steps += 1
-        terminated = bool(died.numpy()[0])
-        truncated = not terminated and self._steps >= self.dynamics.max_steps
-        return self._observation(), 1.0, terminated, truncated, {}
+        return (_observation(self._state)[0], 1.0, bool(result.died.numpy()[0]), bool(result.truncated.numpy()[0]),
+                {})
 
 
 class DoomDreamVectorEnv(gym.vector.VectorEnv):
@@ -240,7 +305,7 @@ class DoomDreamVectorEnv(gym.vector.VectorEnv):
     def __init__(self, num_envs: int, exp_dir: str | os.PathLike | None = None,
                  temperature: float = PAPER_TEMPERATURE, max_steps: int = MAX_STEPS,
                  dynamics: DreamDynamics | None = None):
-        self.dynamics = dynamics or load_dream(exp_dir, temperature, max_steps)
+        self.dynamics = _doom_dynamics(exp_dir, temperature, max_steps, dynamics)
         rnn = self.dynamics.rnn
         self.num_envs = num_envs
         size = rnn.z_size + 2 * rnn.hidden_size
@@ -249,43 +314,38 @@ class DoomDreamVectorEnv(gym.vector.VectorEnv):
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
         self._rng = np.random.default_rng()
-        self._steps = np.zeros(num_envs, np.int64)
+        self._state: DreamState | None = None
         self._needs_reset = np.zeros(num_envs, bool)
         self._t = 0
 
-    def _observation(self) -> np.ndarray:
-        return np.concatenate([self._z, self._c.numpy(), self._h.numpy()], axis=1).astype(np.float32)
-
-    def _reset_rows(self, rows: np.ndarray) -> None:
-        seeds = self._rng.integers(2**31 - 1, size=len(rows))
-        self._z[rows] = self.dynamics.initial_z(seeds)
+    def _reset_rows(self, state: DreamState, rows: np.ndarray) -> DreamState:
+        """`state` with new dreams in `rows`: z_0 from a real first frame, M's state zero, no steps dreamt."""
+        z, steps = np.array(state.z, np.float32), np.array(state.steps, np.int32)
+        z[rows] = self.dynamics.initial_z(self._rng.integers(2**31 - 1, size=len(rows)))
+        steps[rows] = 0
         mask = np.ones((self.num_envs, 1), np.float32)
         mask[rows] = 0.0
-        self._h, self._c = self._h * mask, self._c * mask
-        self._steps[rows] = 0
+        return DreamState(z, state.h * mask, state.c * mask, steps)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         if seed is not None:
             self._rng = np.random.default_rng(seed)
-        self._z = np.zeros((self.num_envs, self.dynamics.rnn.z_size), np.float32)
-        self._h, self._c = self.dynamics.rnn.initial_state(self.num_envs)
-        self._reset_rows(np.arange(self.num_envs))
+        rnn = self.dynamics.rnn
+        empty = self.dynamics.start(np.zeros((self.num_envs, rnn.z_size), np.float32))
+        self._state = self._reset_rows(empty, np.arange(self.num_envs))
         self._needs_reset[:] = False
-        return self._observation(), {}
+        return _observation(self._state), {}
 
     def step(self, actions):
         resetting = self._needs_reset
         actions = np.clip(np.asarray(actions, np.float32).reshape(self.num_envs, -1), -1.0, 1.0)
-        restart = (self._steps == 0).astype(np.float32)
-        z, self._h, self._c, died = self.dynamics.step(self._z, actions, self._h, self._c, restart,
-                                                       (int(self._rng.integers(2**31 - 1)), self._t))
+        result = self.dynamics.step(self._state, actions, (int(self._rng.integers(2**31 - 1)), self._t))
         self._t += 1
-        self._z = z.numpy()
-        self._steps += 1
-        terminated = died.numpy().astype(bool) & ~resetting
-        truncated = ~terminated & ~resetting & (self._steps >= self.dynamics.max_steps)
+        self._state = result.state
+        terminated = result.died.numpy() & ~resetting
+        truncated = result.truncated.numpy() & ~resetting
         rewards = np.where(resetting, 0.0, 1.0).astype(np.float32)
         if resetting.any():  # next-step autoreset: these rows start a new dream instead of stepping
-            self._reset_rows(np.flatnonzero(resetting))
+            self._state = self._reset_rows(self._state, np.flatnonzero(resetting))
         self._needs_reset = terminated | truncated
-        return self._observation(), rewards, terminated, truncated, {}
+        return _observation(self._state), rewards, terminated, truncated, {}

@@ -17,11 +17,14 @@ import numpy as np
 
 from common.errors import UserError
 from common.layout import experiment
+from common.paper import DOOM_RESOLUTION, DOOM_TEMPERATURE, EPISODE_STEPS
 from common.pool import WorkerPool
 from common.seeding import derive_seed
 from common.storage import file_digest, write_json, write_text
+from envs.dream import DreamDynamics, load_dream
+from envs.policies import RANDOM_POLICIES
 
-# The audit's fixed policies (their names in its tables) and their names in controller.policies (run.collect --policy).
+# The audit's fixed policies (their names in its tables) and their names in envs.policies (run.collect --policy).
 POLICY_NAMES = {"always left": "always_left", "always right": "always_right", "stand still": "stand_still",
                 "random, held 1-10 frames": "held_uniform"}
 FIXED_POLICIES = tuple(POLICY_NAMES)
@@ -31,18 +34,18 @@ HOLE_MARGIN = 100  # ... and at least this many steps longer: flagged as a hole
 
 @dataclasses.dataclass(frozen=True)
 class AuditConfig:
-    episodes: int = 20  # per policy, in the dream and in the game, on the same seeds
-    temperature: float = 1.15  # the dream's tau
+    """What the audit plays: fixed policies (and a controller) in the dream and in real Doom, on the same seeds."""
+
+    episodes: int = 20  # episodes per policy, in the dream and in the game, on the same seeds
+    temperature: float = DOOM_TEMPERATURE  # the dream's tau
     controller_file: str | None = None  # also audit this controller (default: the experiment's dream one)
-    workers: int = 2
-    seed: int = 0
-    max_steps: int = 2100
-    doom_resolution: str = "640x480"
+    workers: int = 2  # processes playing the real game
+    seed: int = 0  # seed of the audit episodes
+    max_steps: int = EPISODE_STEPS["doom"]  # episode cap, in the dream and the game (the task's 2,100)
+    doom_resolution: str = DOOM_RESOLUTION  # real Doom's render size
 
 
 def _fixed_action(name: str, rng: np.random.Generator) -> Callable[[np.ndarray], np.ndarray]:
-    from controller.policies import RANDOM_POLICIES
-
     return RANDOM_POLICIES["doom"][POLICY_NAMES[name]](rng)
 
 
@@ -70,25 +73,11 @@ def real_fixed_policies(config: AuditConfig, seeds: np.ndarray) -> dict[str, np.
     return dict(zip(FIXED_POLICIES, steps))
 
 
-def dream_fixed_policy(dynamics, name: str, seeds: np.ndarray) -> np.ndarray:
+def dream_fixed_policy(dynamics: DreamDynamics, name: str, seeds: np.ndarray) -> np.ndarray:
     """Survival of one fixed policy in the dream, all seeds as one batch."""
-    count = len(seeds)
     policies = [_fixed_action(name, np.random.default_rng(int(seed))) for seed in seeds]
-    z = dynamics.initial_z(seeds)
-    h, c = dynamics.rnn.initial_state(count)
-    alive = np.ones(count, bool)
-    steps = np.zeros(count, np.int64)
-    rng_seed = derive_seed(int(seeds[0]), count)
-    for t in range(dynamics.max_steps):
-        actions = np.stack([policy(None) for policy in policies]).astype(np.float32)
-        z, h, c, died = dynamics.step(z, actions, h, c, np.full(count, 1.0 if t == 0 else 0.0, np.float32),
-                                      (rng_seed, t))
-        z = z.numpy()
-        steps += alive
-        alive &= ~died.numpy().astype(bool)
-        if not alive.any():
-            break
-    return steps.astype(float)
+    return dynamics.survival(lambda state: np.stack([policy(None) for policy in policies]).astype(np.float32),
+                             seeds, derive_seed(int(seeds[0]), len(seeds)))
 
 
 def audit_dream(exp_dir, config: AuditConfig, verbose: bool = True) -> list[dict]:
@@ -96,7 +85,6 @@ def audit_dream(exp_dir, config: AuditConfig, verbose: bool = True) -> list[dict
     from controller import Controller
     from controller.evaluate import default_controller_file
     from controller.rollouts import DreamEvaluator, RealEvaluator, RealSetup
-    from envs.dream import load_dream
 
     if config.episodes < 1:
         raise UserError(f"--episodes={config.episodes}: must be at least 1")
@@ -151,22 +139,22 @@ def audit_markdown(rows: list[dict], config: AuditConfig) -> str:
 def main(argv) -> None:
     from absl import flags
 
-    FLAGS = flags.FLAGS
-    audit_dream(FLAGS.exp_dir, AuditConfig(episodes=FLAGS.episodes, temperature=FLAGS.temperature,
-                                           controller_file=FLAGS.controller_file, workers=FLAGS.workers,
-                                           seed=FLAGS.seed, doom_resolution=FLAGS.doom_resolution))
+    from common.flags import ConfigFlags
+
+    audit_dream(flags.FLAGS.exp_dir, ConfigFlags(AuditConfig).parse())
+
+
+def define_flags() -> None:
+    from absl import flags
+
+    from common.flags import ConfigFlags
+
+    flags.DEFINE_string("exp_dir", None, "Doom experiment with vae/, rnn/ and series/initial_z.npz.", required=True)
+    ConfigFlags(AuditConfig).define()
 
 
 if __name__ == "__main__":
-    from absl import flags
-
     from common.errors import run_main
 
-    flags.DEFINE_string("exp_dir", None, "Doom experiment with vae/, rnn/ and series/initial_z.npz.", required=True)
-    flags.DEFINE_integer("episodes", AuditConfig.episodes, "Episodes per policy, in the dream and in the game.")
-    flags.DEFINE_float("temperature", AuditConfig.temperature, "The dream's temperature tau.")
-    flags.DEFINE_string("controller_file", None, "Controller to audit (default: the experiment's dream one).")
-    flags.DEFINE_integer("workers", AuditConfig.workers, "Processes playing the real game.")
-    flags.DEFINE_integer("seed", AuditConfig.seed, "Seed of the audit episodes.")
-    flags.DEFINE_string("doom_resolution", AuditConfig.doom_resolution, "Real Doom's render size.")
+    define_flags()
     run_main(main)

@@ -10,6 +10,7 @@ from scipy import stats
 import envs
 from controller import Controller
 from envs.dream import DoomDreamEnv, DoomDreamVectorEnv, DreamDynamics, load_initial_z
+from rnn.model import MDNRNN
 from tests.conftest import rigged_doom_rnn
 
 
@@ -29,13 +30,24 @@ def test_registered_env_passes_the_checker(rigged_dream):
 
 
 def test_done_exactly_where_the_death_probability_passes_one_half(dynamics):
-    z = dynamics.initial_z([0, 1])
-    h, c = dynamics.rnn.initial_state(2)
     # Action -1 drives unit 0 negative: death logit ~ +12 - 3.5 > 0; action +1: ~ -15 < 0.
-    _, h, _, died = dynamics.step(z, np.array([[-1.0], [1.0]], np.float32), h, c, [1.0, 1.0], (0, 0))
-    logit = dynamics.rnn.split_head(dynamics.rnn.head(h))[1].numpy()
-    np.testing.assert_array_equal(died.numpy(), logit > 0)
-    np.testing.assert_array_equal(died.numpy(), [True, False])
+    result = dynamics.step(dynamics.reset([0, 1]), np.array([[-1.0], [1.0]], np.float32), (0, 0))
+    logit = dynamics.rnn.split_head(dynamics.rnn.head(result.state.h))[1].numpy()
+    np.testing.assert_array_equal(result.death_logit.numpy(), logit)
+    np.testing.assert_array_equal(result.died.numpy(), logit > 0)
+    np.testing.assert_array_equal(result.died.numpy(), [True, False])
+    np.testing.assert_array_equal(result.state.steps.numpy(), [1, 1])
+
+
+def test_an_m_without_the_death_head_dreams_to_the_cap():
+    rnn = MDNRNN(z_size=8, action_size=3, hidden_size=16, num_mixtures=5, predict_done=False)
+    dream = DreamDynamics(rnn, max_steps=3)
+    state = dream.start(np.zeros((2, 8), np.float32))
+    for step in range(1, 4):
+        result = dream.step(state, np.zeros((2, 3), np.float32), (0, step))
+        state = result.state
+        assert not result.died.numpy().any() and np.all(np.isneginf(result.death_logit.numpy()))
+        assert result.truncated.numpy().tolist() == [step == 3] * 2
 
 
 def test_dreams_end_at_the_2100_step_cap(dynamics):
@@ -111,13 +123,11 @@ def test_vector_env_autoresets_finished_dreams(dynamics):
 def test_bfloat16_dream_matches_the_float32_dream(dynamics):
     fast = DreamDynamics(dynamics.rnn, dynamics.initial_mu, dynamics.initial_logvar, temperature=1.15,
                          bfloat16=True)
-    z = dynamics.initial_z([0, 1])
-    h, c = dynamics.rnn.initial_state(2)
     actions = np.array([[-1.0], [1.0]], np.float32)
-    exact = dynamics.step(z, actions, h, c, [1.0, 1.0], (0, 0))
-    rough = fast.step(z, actions, h, c, [1.0, 1.0], (0, 0))
-    np.testing.assert_allclose(rough[1].numpy(), exact[1].numpy(), atol=2e-2)  # h after one step
-    np.testing.assert_array_equal(rough[3].numpy(), exact[3].numpy())  # the same deaths
+    exact = dynamics.step(dynamics.reset([0, 1]), actions, (0, 0))
+    rough = fast.step(fast.reset([0, 1]), actions, (0, 0))
+    np.testing.assert_allclose(rough.state.h.numpy(), exact.state.h.numpy(), atol=2e-2)  # h after one step
+    np.testing.assert_array_equal(rough.died.numpy(), exact.died.numpy())  # the same deaths
     controller = Controller("doom", "full", 64, 16)
     still = np.zeros((150, controller.num_params), np.float32)
     assert stats.ks_2samp(fast.returns(controller, still, np.arange(150)),

@@ -16,15 +16,11 @@ from common.errors import DataError, UserError
 from common.storage import read_series
 from controller import Controller
 from rnn.model import load_rnn
-from run.dream import (
-    DreamConfig,
-    dream_rollout,
-    key_override,
-    make_dream_video,
-    play_dream,
-    run_dream,
-    temperature_change,
-)
+from run.dream import run_dream
+from run.dream_config import DreamConfig
+from run.dream_play import key_override, play_dream, temperature_change
+from run.dream_rollout import dream_rollout
+from run.dream_video import make_dream_video
 from tests.conftest import make_carracing_world
 
 REPO = Path(__file__).resolve().parents[1]
