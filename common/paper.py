@@ -1,8 +1,42 @@
-"""The paper's numbers as data, each citing where it comes from; the report prints them beside measured ones.
+"""The paper's numbers as data, each citing where it comes from: the report prints them beside measured ones, and
+the task constants below are every module's defaults (each written once, here).
 
 Sources: Ha & Schmidhuber (2018), "World Models" / "Recurrent World Models Facilitate Policy Evolution"
 (../shared/paper/), and the 2018 code where the paper is silent (noted).
 """
+
+# ---- the tasks' settings: the defaults of every stage ----
+
+TASKS = ("doom", "carracing")  # Take Cover (VizDoom) and CarRacing
+# Step caps: CarRacing-v3's own 1,000 ("Car Racing Experiment"); Take Cover "for at most 2100 time steps"
+# (VizDoom Experiment, Procedure), which the dream DoomRNN keeps too (Appendix, "DoomRNN").
+EPISODE_STEPS = {"carracing": 1000, "doom": 2100}
+DOOM_TEMPERATURE = 1.15  # the dream's tau: "we increased the temperature slightly and used tau = 1.15" (the 2018
+# code used 1.25; Appendix, "DoomRNN")
+RANDOM_ROLLOUTS = 10_000  # "collect a dataset of 10,000 random rollouts" (both experiments, Procedure, step 1)
+DOOM_RESOLUTION = "640x480"  # the 2018 environment's render size (the paper only says frames become 64x64)
+Z_SIZE = {"carracing": 32, "doom": 64}  # V's N_z (Appendix, "Variational Autoencoder")
+VAE_EPOCHS = 1  # "We trained the model for 1 epoch" (Appendix, VAE; the 2018 code ran 10)
+VAE_BATCH_SIZE = 100  # the 2018 code's (the paper gives none)
+VAE_LEARNING_RATE = 1e-4  # Adam (2018 code)
+LSTM_UNITS = {"carracing": 256, "doom": 512}  # M's hidden units (Appendix, "MDN-RNN")
+NUM_MIXTURES = 5  # Gaussians per latent dimension (Appendix, "MDN-RNN")
+# M's training: batches of 100 whole CarRacing episodes (999 steps) for 4,000 steps, Doom's episodes in 100
+# streams cut into chunks of 500 for ~24,000 steps: the 2018 code's (the paper says "20 epochs").
+RNN_TRAINING = {"carracing": {"steps": 4000, "batch_size": 100, "seq_len": 999},
+                "doom": {"steps": 24000, "batch_size": 100, "seq_len": 500}}
+# CMA-ES: "a population size of 64, and had each agent perform the task 16 times" (Appendix, "Evolution
+# Strategies"); sigma0 0.1 is the 2018 code's; "After 1800 generations" (CarRacing; assumed for Doom); the CMA
+# mean evaluated "at the end of every 25 generations ... over 1024 random rollouts" (Appendix).
+ES_POPSIZE = 64
+ES_ROLLOUTS = 16
+ES_SIGMA = 0.1
+ES_GENERATIONS = 1800
+ES_EVAL_EVERY = 25
+ES_EVAL_ROLLOUTS = 1024
+EVAL_EPISODES = 100  # the final score: "average score ... over 100 random rollouts" (both experiments)
+
+# ---- the paper's results ----
 
 PARAMETER_COUNTS = {  # exact sizes of the paper's architectures
     "carracing": {"vae": 4_348_547, "rnn": 422_368, "controller": 867},
@@ -20,7 +54,6 @@ CARRACING_SCORES = [  # 100 random tracks, mean ± std ("Car Racing Experiment",
     {"method": "Gym leaderboard", "mean": 838, "std": 11},
 ]
 CARRACING_SOLVED = 900  # average over 100 consecutive trials
-CARRACING_TRAINING = {"generations": 1800, "eval_mean_1024": 900.46}  # appendix, "Car Racing" training
 
 DOOM_TEMPERATURE_TABLE = [  # trained in the dream, 100 real rollouts ("Doom" section, temperature table)
     {"temperature": 0.10, "dream_mean": 2086, "dream_std": 140, "real_mean": 193, "real_std": 58},
@@ -31,5 +64,3 @@ DOOM_TEMPERATURE_TABLE = [  # trained in the dream, 100 real rollouts ("Doom" se
 ]
 DOOM_BASELINES = {"random policy": (210, 108), "Gym leaderboard": (820, 58)}
 DOOM_SOLVED = 750  # average survival over 100 consecutive rollouts
-DOOM_BEST_DREAM_1024 = 959  # best agent over 1,024 dream rollouts (appendix, "DoomRNN")
-DOOM_TEMPERATURE = 1.15  # the paper's (the 2018 code used 1.25)

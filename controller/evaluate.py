@@ -19,6 +19,7 @@ import numpy as np
 
 from common.errors import UserError
 from common.layout import experiment
+from common.paper import DOOM_RESOLUTION, DOOM_TEMPERATURE, EVAL_EPISODES
 from common.pool import check_worker_count
 from common.seeding import derive_seed
 from common.storage import file_digest, write_json
@@ -33,14 +34,14 @@ EVAL_ENVS = ("carracing", "doom")
 @dataclasses.dataclass(frozen=True)
 class EvaluateConfig:
     env: str = "carracing"  # the real environment: carracing or doom
-    episodes: int = 100  # the paper's 100 random rollouts
+    episodes: int = EVAL_EPISODES  # episodes to play (the paper's 100 random rollouts)
     controller_file: str | None = None  # default: controller/<env>_full/controller.json (Doom: the dream's)
-    workers: int = 1
+    workers: int = 1  # processes playing episodes
     seed: int = 0  # episode i plays seed derive_seed(seed, EVAL_SEED_OFFSET + 1, i)
-    max_steps: int | None = None
-    doom_resolution: str = "640x480"
-    video: str | None = None  # .mp4 or .gif of the first episode: the frame beside V's reconstruction
-    episode_timeout: float = 900.0
+    max_steps: int | None = None  # episode step limit; None: the task's (CarRacing 1,000, Doom 2,100)
+    doom_resolution: str = DOOM_RESOLUTION  # real Doom's render size
+    video: str | None = None  # also record the first episode beside V's reconstruction (.mp4 or .gif)
+    episode_timeout: float = 900.0  # seconds before a worker is presumed hung
 
     def validated(self) -> EvaluateConfig:
         if self.env not in EVAL_ENVS:
@@ -60,7 +61,7 @@ def default_controller_file(exp_dir, env: str) -> Path:
     at the paper's temperature (else the one trained in real Doom)."""
     root = experiment(exp_dir, create=False).controller
     candidates = [controller_dir(root, "carracing", "full")] if env == "carracing" else [
-        controller_dir(root, "doomrnn", "full", 1.15), controller_dir(root, "doom", "full")]
+        controller_dir(root, "doomrnn", "full", DOOM_TEMPERATURE), controller_dir(root, "doom", "full")]
     candidates += sorted(root.glob(f"{'doom' if env == 'doom' else 'carracing'}*"))
     for folder in candidates:
         if (folder / "controller.json").exists():
@@ -131,32 +132,25 @@ def record_video(setup: RealSetup, params: np.ndarray, seed: int, out: Path, fps
     return out
 
 
+def _config_flags():
+    """The entry point's flags: EvaluateConfig's, with workers defaulting to one per core."""
+    from common.flags import ConfigFlags
+    from controller.rollouts import default_workers
+
+    return ConfigFlags(EvaluateConfig, defaults=EvaluateConfig(workers=default_workers()))
+
+
 def main(argv) -> None:
     from absl import flags
 
-    FLAGS = flags.FLAGS
-    config = EvaluateConfig(env=FLAGS.env, episodes=FLAGS.episodes, controller_file=FLAGS.controller_file,
-                            workers=FLAGS.workers, seed=FLAGS.seed, max_steps=FLAGS.max_steps,
-                            doom_resolution=FLAGS.doom_resolution, video=FLAGS.video,
-                            episode_timeout=FLAGS.episode_timeout)
-    evaluate_controller(FLAGS.exp_dir, config)
+    evaluate_controller(flags.FLAGS.exp_dir, _config_flags().parse())
 
 
 def define_flags() -> None:
     from absl import flags
 
-    from controller.rollouts import default_workers
-
     flags.DEFINE_string("exp_dir", None, "Experiment folder with vae/, rnn/ and controller/.", required=True)
-    flags.DEFINE_string("env", "carracing", "The real environment: carracing or doom.")
-    flags.DEFINE_integer("episodes", 100, "Episodes to play (the paper: 100).")
-    flags.DEFINE_string("controller_file", None, "Controller JSON (default: the experiment's trained one).")
-    flags.DEFINE_integer("workers", default_workers(), "Processes playing episodes.")
-    flags.DEFINE_integer("seed", 0, "Seed of the fixed evaluation episodes.")
-    flags.DEFINE_integer("max_steps", None, "Episode step limit (default: the task's).")
-    flags.DEFINE_string("doom_resolution", "640x480", "Real Doom's render size.")
-    flags.DEFINE_string("video", None, "Also record the first episode beside V's reconstruction (.mp4 or .gif).")
-    flags.DEFINE_float("episode_timeout", 900.0, "Seconds before a worker is presumed hung.")
+    _config_flags().define()
 
 
 if __name__ == "__main__":

@@ -8,9 +8,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from common.paper import EPISODE_STEPS
 from envs.frames import FRAME_SIZE, resize_frame
 
-MAX_STEPS = 2100  # ~60 s of play; the task is solved at > 750 steps survived on average over 100 episodes.
+MAX_STEPS = EPISODE_STEPS["doom"]  # 2,100, ~60 s of play; solved at > 750 steps survived on average over 100 episodes.
 SKILL = 4  # The 2018 gym wrapper asked for 5 and silently clamped it to 4; skill 5 is much harder.
 EPISODE_START_TIME = 14  # tics skipped at the start, as the 2018 environment did.
 RESOLUTIONS = {"640x480": "RES_640X480", "320x240": "RES_320X240", "160x120": "RES_160X120"}

@@ -23,17 +23,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from absl import flags
 
-from common.errors import UserError
+import envs
+from common.errors import UserError, run_main
+from common.flags import ConfigFlags
 from common.layout import experiment
+from common.paper import DOOM_RESOLUTION, EPISODE_STEPS, RANDOM_ROLLOUTS, TASKS
 from common.pool import WorkerPool, check_worker_count
 from common.progress import Progress
 from common.seeding import derive_seed
 from common.storage import ROLLOUT_SCHEMA, episode_name, file_digest, read_json, write_json, write_npz
-from controller.policies import DEFAULT_POLICY, PolicyFactory, make_policy_factory, policy_names
+from envs.policies import DEFAULT_POLICY, MODEL_POLICIES, PolicyFactory, policy_names, random_policy_factory
 
-ENVS = ("carracing", "doom")
-MAX_STEPS = {"carracing": 1000, "doom": 2100}
 MAX_ATTEMPTS = 100  # redraws of one index before giving up (a Doom episode dying within 100 frames is rare)
 
 
@@ -41,25 +43,28 @@ MAX_ATTEMPTS = 100  # redraws of one index before giving up (a Doom episode dyin
 class CollectConfig:
     """What to collect; the defaults are the paper's."""
 
-    env: str = "doom"  # 'carracing' or 'doom'
-    episodes: int = 10_000  # the paper collected 10,000 random rollouts for each task
-    workers: int = 1  # spawned worker processes
-    seed: int = 0  # episode i uses seeds derived from (seed, i, attempt)
-    max_steps: int | None = None  # None: the task's own limit (CarRacing 1,000, Doom 2,100)
-    policy: str | None = None  # None: the env's default random policy (controller.policies.DEFAULT_POLICY)
+    env: str = "doom"  # the task: doom or carracing
+    episodes: int = RANDOM_ROLLOUTS  # episodes to collect (the paper: 10,000 random rollouts for each task)
+    workers: int = 1  # spawned worker processes (one per core is right)
+    seed: int = 0  # episode i is seeded from (seed, i, attempt) alone: the same flags give the same files
+    max_steps: int | None = None  # step limit per episode; None: the task's own (CarRacing 1,000, Doom 2,100)
+    policy: str | None = None  # None or random: the env's default: Doom held_uniform (the paper's uniform action
+    # held 1-10 frames), CarRacing brownian (a steering random walk with gas); random_weights (the 2018 CarRacing
+    # data policy: untrained V and M, Cauchy-random controller weights per episode); controller (--controller_file,
+    # with --explore); or for Doom always_left, always_right, stand_still (the dream audit's probes)
     min_length: int = 100  # Doom: episodes that die within this many frames are redrawn (paper: <= 100)
-    doom_resolution: str = "640x480"  # the paper's; 320x240 is ~4x faster with the same view
+    doom_resolution: str = DOOM_RESOLUTION  # Doom render size: the paper's 640x480; 320x240 is faster, same view
     legacy_preprocess: bool = False  # CarRacing: the 2018 min-max rescale and byte cast
     episode_timeout: float = 600.0  # seconds before a worker is presumed hung, killed and the episode re-run
     controller_file: str | None = None  # policy 'controller': the controller JSON to play
     explore: float = 0.0  # policy 'controller': chance a step starts a random action held 1-10 frames
     explore_episodes: float = 1.0  # policy 'controller': share of episodes that explore (the rest: C alone)
-    models_dir: str | None = None  # policy 'controller': experiment holding V and M (default: this one)
+    models_dir: str | None = None  # policy 'controller': experiment folder with V and M (default: --exp_dir)
 
     def resolved(self) -> CollectConfig:
         """Validates the fields and fills in the env-dependent defaults; bad values raise `UserError`."""
-        if self.env not in ENVS:
-            raise UserError(f"--env={self.env}: unknown environment; choose from {', '.join(ENVS)}")
+        if self.env not in TASKS:
+            raise UserError(f"--env={self.env}: unknown environment; choose from {', '.join(TASKS)}")
         for name in ("episodes", "workers"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name}={getattr(self, name)}: must be at least 1")
@@ -77,7 +82,7 @@ class CollectConfig:
         for name in ("explore", "explore_episodes"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise UserError(f"--{name}={getattr(self, name)}: must be in [0, 1]")
-        return dataclasses.replace(self, policy=policy, max_steps=self.max_steps or MAX_STEPS[self.env])
+        return dataclasses.replace(self, policy=policy, max_steps=self.max_steps or EPISODE_STEPS[self.env])
 
     def env_kwargs(self) -> dict[str, Any]:
         if self.env == "doom":
@@ -124,12 +129,16 @@ class _WorkerState:
 
 
 def _init_worker(config: CollectConfig, out_dir: str, models_dir: str) -> _WorkerState:
-    import envs
-
     env = envs.make_env(config.env, **config.env_kwargs())
-    factory = make_policy_factory(config.env, config.policy, seed=config.seed, exp_dir=models_dir,
-                                  controller_file=config.controller_file, explore=config.explore,
-                                  explore_episodes=config.explore_episodes)
+    if config.policy in MODEL_POLICIES:
+        # Imported here, not at the top: only workers that play V, M and C should load TensorFlow.
+        from controller.policies import make_policy_factory
+
+        factory = make_policy_factory(config.env, config.policy, seed=config.seed, exp_dir=models_dir,
+                                      controller_file=config.controller_file, explore=config.explore,
+                                      explore_episodes=config.explore_episodes)
+    else:
+        factory = random_policy_factory(config.env, config.policy)
     return _WorkerState(env, factory, config, Path(out_dir))
 
 
@@ -203,50 +212,15 @@ def collect_rollouts(exp_dir: str | os.PathLike, config: CollectConfig | None = 
 
 
 def main(argv) -> None:
-    from absl import flags
-
-    FLAGS = flags.FLAGS
-    config = CollectConfig(env=FLAGS.env, episodes=FLAGS.episodes, workers=FLAGS.workers, seed=FLAGS.seed,
-                           max_steps=FLAGS.max_steps, policy=FLAGS.policy,
-                           doom_resolution=FLAGS.doom_resolution, legacy_preprocess=FLAGS.legacy_preprocess,
-                           episode_timeout=FLAGS.episode_timeout, controller_file=FLAGS.controller_file,
-                           explore=FLAGS.explore, explore_episodes=FLAGS.explore_episodes,
-                           models_dir=FLAGS.models_dir)
-    paths = collect_rollouts(FLAGS.exp_dir, config)
+    paths = collect_rollouts(flags.FLAGS.exp_dir, ConfigFlags(CollectConfig).parse())
     print(f"collect: {len(paths)} episodes in {Path(paths[0]).parent}")
 
 
 def define_flags() -> None:
-    from absl import flags
-
     flags.DEFINE_string("exp_dir", None, "Experiment folder; episodes go to EXP_DIR/rollouts/.", required=True)
-    flags.DEFINE_string("env", "doom", f"Environment: {' or '.join(ENVS)}.")
-    flags.DEFINE_integer("episodes", CollectConfig.episodes, "Episodes to collect (the paper: 10,000).")
-    flags.DEFINE_integer("workers", CollectConfig.workers, "Worker processes (spawned).")
-    flags.DEFINE_integer("seed", CollectConfig.seed, "Base seed; episode i is seeded from (seed, i).")
-    flags.DEFINE_integer("max_steps", None, "Step limit per episode (default: CarRacing 1,000, Doom 2,100).")
-    flags.DEFINE_string("policy", None, "held_uniform (Doom's default and the paper's: a uniform action held "
-                        "1-10 frames), brownian (CarRacing's default: a steering random walk with gas), "
-                        "random_weights (the 2018 CarRacing data policy: untrained V and M, Cauchy-random "
-                        "controller weights per episode), controller (--controller_file, with --explore), or for "
-                        "Doom always_left, always_right, stand_still (the dream audit's probes); 'random' means the "
-                        "env's default.")
-    flags.DEFINE_string("controller_file", None, "--policy=controller: the controller JSON to play.")
-    flags.DEFINE_float("explore", 0.0, "--policy=controller: chance per step of starting a random action held "
-                       "1-10 frames.")
-    flags.DEFINE_float("explore_episodes", 1.0, "--policy=controller: share of episodes that explore; the "
-                       "others are the controller's own play.")
-    flags.DEFINE_string("models_dir", None, "--policy=controller: experiment folder with V and M (default: "
-                        "--exp_dir).")
-    flags.DEFINE_string("doom_resolution", CollectConfig.doom_resolution, "Doom render size: 640x480 "
-                        "(the paper's) or 320x240 (faster, same view).")
-    flags.DEFINE_bool("legacy_preprocess", False, "CarRacing: the 2018 min-max rescale and byte cast.")
-    flags.DEFINE_float("episode_timeout", CollectConfig.episode_timeout,
-                       "Seconds before a worker is presumed hung; it is killed and the episode re-run.")
+    ConfigFlags(CollectConfig).define()
 
 
 if __name__ == "__main__":
-    from common.errors import run_main
-
     define_flags()
     run_main(main)

@@ -23,10 +23,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from absl import flags, logging
 
-from common.errors import UserError
+from common.errors import UserError, run_main
+from common.flags import ConfigFlags
+from common.layout import ControllerRun, ExperimentLayout, experiment
+from common.paper import DOOM_BASELINES, DOOM_RESOLUTION, DOOM_TEMPERATURE_TABLE, EPISODE_STEPS
+from common.seeding import derive_seed
+from common.storage import read_json, write_json, write_text
+from controller.es import ESConfig
+from controller.evaluate import EvaluateConfig, evaluate_controller, evaluation_seeds
+from controller.model import Controller
+from controller.train import ControllerTrainConfig, train_controller
+from envs.dream import load_dream
 
-PAPER_TEMPERATURES = (0.10, 0.50, 1.00, 1.15, 1.30)  # the paper's temperature table ("Doom" section)
+PAPER_TEMPERATURES = tuple(row["temperature"] for row in DOOM_TEMPERATURE_TABLE)  # the paper's table's taus
+DOOM_STEPS = EPISODE_STEPS["doom"]  # the real game's and the dream's cap
 DREAM_EVAL_OFFSET = 2_000_003  # dream-evaluation seeds differ from CMA-ES training and evaluation seeds
 ES_FIELDS = ("popsize", "rollouts", "sigma", "generations", "eval_every", "eval_rollouts")
 
@@ -35,8 +47,8 @@ ES_FIELDS = ("popsize", "rollouts", "sigma", "generations", "eval_every", "eval_
 class SweepConfig:
     """The sweep; None means the experiment's pipeline setting (`pipeline.json`), else the paper's."""
 
-    temperatures: tuple[float, ...] = PAPER_TEMPERATURES
-    controller: str = "full"  # C's inputs (the paper's Doom C reads [z, c, h])
+    temperatures: tuple[float, ...] = PAPER_TEMPERATURES  # taus to train C at (the paper's table: 0.1 ... 1.3)
+    controller: str = "full"  # C's inputs: full ([z, c, h], the paper's Doom C), z or z_hidden
     popsize: int | None = None  # CMA-ES population (paper: 64)
     rollouts: int | None = None  # dreams per candidate (paper: 16)
     sigma: float | None = None  # CMA-ES initial step size (0.1)
@@ -53,8 +65,6 @@ class SweepConfig:
 
     def resolved(self, pipeline: dict[str, Any]) -> SweepConfig:
         """Fills the unset fields from the pipeline's recorded config (else the paper's) and checks them."""
-        from controller.es import ESConfig
-
         if not self.temperatures:
             raise UserError("--temperatures: give at least one")
         for tau in self.temperatures:
@@ -69,7 +79,7 @@ class SweepConfig:
         for name in ES_FIELDS:
             if getattr(self, name) is None:
                 filled[name] = pipeline.get(name, getattr(ESConfig, name))
-        for name, default in (("workers", os.cpu_count() or 1), ("doom_resolution", "640x480"), ("seed", 0)):
+        for name, default in (("workers", os.cpu_count() or 1), ("doom_resolution", DOOM_RESOLUTION), ("seed", 0)):
             if getattr(self, name) is None:
                 filled[name] = pipeline.get(name) or default
         if self.max_steps is None:
@@ -79,10 +89,7 @@ class SweepConfig:
         return dataclasses.replace(self, **filled)
 
 
-def _train_config(config: SweepConfig, temperature: float):
-    from controller.es import ESConfig
-    from controller.train import ControllerTrainConfig
-
+def _train_config(config: SweepConfig, temperature: float) -> ControllerTrainConfig:
     es = ESConfig(**{name: getattr(config, name) for name in ES_FIELDS}, seed=config.seed)
     return ControllerTrainConfig(env="doomrnn", controller=config.controller, es=es, workers=config.workers,
                                  temperature=temperature, max_steps=config.max_steps,
@@ -90,8 +97,6 @@ def _train_config(config: SweepConfig, temperature: float):
 
 
 def dream_seeds(seed: int, episodes: int) -> np.ndarray:
-    from common.seeding import derive_seed
-
     return np.array([derive_seed(seed, DREAM_EVAL_OFFSET, i) for i in range(episodes)], np.int64)
 
 
@@ -106,23 +111,19 @@ def dream_score(exp_dir: str | os.PathLike, controller_path: Path, temperature: 
                 seed: int, max_steps: int | None = None) -> dict:
     """The controller's mean ± std steps survived over `episodes` dreams at `temperature`, written to
     `dream_evaluation.json` beside it (and reused while the controller file is unchanged)."""
-    from common.storage import write_json
-    from controller.model import Controller
-    from envs.dream import MAX_STEPS, load_dream
-
     out = controller_path.parent / "dream_evaluation.json"
     seeds = dream_seeds(seed, episodes)
     stamp = controller_path.stat().st_mtime
     cached = _read(out)
     if cached and cached.get("seeds") == seeds.tolist() and cached.get("controller_mtime") == stamp \
-            and cached.get("temperature") == temperature and cached.get("max_steps") == (max_steps or MAX_STEPS):
+            and cached.get("temperature") == temperature and cached.get("max_steps") == (max_steps or DOOM_STEPS):
         return cached
     controller, params = Controller.load(controller_path)
-    dynamics = load_dream(exp_dir, temperature, max_steps or MAX_STEPS)
+    dynamics = load_dream(exp_dir, temperature, max_steps or DOOM_STEPS)
     scores = dynamics.returns(controller, np.repeat(params[None], episodes, axis=0), seeds)
     result = {"temperature": temperature, "episodes": episodes, "mean": float(scores.mean()),
               "std": float(scores.std()), "scores": scores.tolist(), "seeds": seeds.tolist(),
-              "max_steps": max_steps or MAX_STEPS, "controller_file": str(controller_path),
+              "max_steps": max_steps or DOOM_STEPS, "controller_file": str(controller_path),
               "controller_mtime": stamp}
     write_json(out, result)
     return result
@@ -131,9 +132,7 @@ def dream_score(exp_dir: str | os.PathLike, controller_path: Path, temperature: 
 def real_score(exp_dir: str | os.PathLike, controller_path: Path, config: SweepConfig, verbose: bool) -> dict:
     """`controller.evaluate` in real Doom, unless `evaluation_doom.json` already scores this controller file on
     the same episodes (the cap and resolution are not recorded there: change them and delete that file)."""
-    from controller.evaluate import EvaluateConfig, evaluate_controller, evaluation_seeds
-
-    path = controller_path.parent / "evaluation_doom.json"
+    path = ControllerRun(controller_path.parent).evaluation("doom")
     cached = _read(path)
     if cached and cached.get("seeds") == evaluation_seeds(config.seed, config.real_episodes).tolist() and \
             path.stat().st_mtime >= controller_path.stat().st_mtime:
@@ -144,8 +143,6 @@ def real_score(exp_dir: str | os.PathLike, controller_path: Path, config: SweepC
 
 
 def paper_row(temperature: float) -> dict | None:
-    from common.paper import DOOM_TEMPERATURE_TABLE
-
     return next((row for row in DOOM_TEMPERATURE_TABLE if abs(row["temperature"] - temperature) < 1e-9), None)
 
 
@@ -173,10 +170,7 @@ def table_markdown(rows: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_table(layout, rows: list[dict], config: SweepConfig) -> tuple[Path, Path]:
-    from common.paper import DOOM_BASELINES
-    from common.storage import write_json, write_text
-
+def write_table(layout: ExperimentLayout, rows: list[dict], config: SweepConfig) -> tuple[Path, Path]:
     md_path, json_path = layout.report / "temperature_table.md", layout.report / "temperature_table.json"
     write_json(json_path, {"rows": rows, "config": dataclasses.asdict(config)})
     baselines = ", ".join(f"{name} {mean} ± {std}" for name, (mean, std) in DOOM_BASELINES.items())
@@ -186,34 +180,29 @@ def write_table(layout, rows: list[dict], config: SweepConfig) -> tuple[Path, Pa
             "its temperature table (100 real rollouts).\n\n"
             f"{table_markdown(rows)}\n\nPaper baselines in real Doom: {baselines}. Solved: > 750.\n\n"
             f"CMA-ES here: population {config.popsize} x {config.rollouts} dreams, {config.generations} generations"
-            f" (σ0 {config.sigma}); dream episodes capped at {config.max_steps or 2100} steps.\n")
+            f" (σ0 {config.sigma}); dream episodes capped at {config.max_steps or DOOM_STEPS} steps.\n")
     write_text(md_path, text)
     return md_path, json_path
 
 
 def run_sweep(exp_dir: str | os.PathLike, config: SweepConfig = SweepConfig(), verbose: bool = True) -> list[dict]:
     """Trains and scores C at every temperature; returns the table's rows (also written to DIR/report/)."""
-    from common.layout import experiment
-    from common.storage import read_json
-
     layout = experiment(exp_dir, create=False)
-    pipeline_path = layout.root / "pipeline.json"
-    pipeline = read_json(pipeline_path).get("config", {}) if pipeline_path.exists() else {}
+    pipeline = read_json(layout.pipeline_record).get("config", {}) if layout.pipeline_record.exists() else {}
     if pipeline.get("env", "doom") != "doom":
         raise UserError(f"{layout.root}: a {pipeline['env']} experiment; the temperature sweep is Doom's")
     config = config.resolved(pipeline)
     for name in (layout.vae_model, layout.rnn_model, layout.initial_z):
         if not name.exists():
             raise UserError(f"{name}: not found; the sweep needs V, M and the series (python -m run.pipeline)")
-    from controller.train import train_controller
 
     say = print if verbose else (lambda *args, **kwargs: None)
     rows: list[dict] = []
     for tau in config.temperatures:
         say(f"sweep: tau {tau:g}: training C in the dream ({config.generations} generations)")
         folder = train_controller(layout.root, _train_config(config, tau), verbose=verbose)
-        path = folder / "controller.json"
-        history = read_json(folder / "history.json")
+        path = ControllerRun(folder).controller
+        history = read_json(ControllerRun(folder).history)
         dream_evals = [e for e in history.get("evaluations", []) if "mean" in e]
         dream = dream_score(layout.root, path, tau, config.dream_episodes, config.seed, config.max_steps)
         say(f"sweep: tau {tau:g}: dream {dream['mean']:.0f} ± {dream['std']:.0f} over {dream['episodes']} dreams")
@@ -235,55 +224,21 @@ def run_sweep(exp_dir: str | os.PathLike, config: SweepConfig = SweepConfig(), v
     return rows
 
 
-def parse_temperatures(values: Sequence[str]) -> tuple[float, ...]:
-    try:
-        return tuple(float(value) for value in values)
-    except ValueError:
-        raise UserError(f"--temperatures={','.join(values)}: expected numbers separated by commas") from None
+# The entry point's flags: every field, unset (None) ones filled from the experiment's pipeline.json.
+SWEEP_FLAGS = ConfigFlags(SweepConfig)
 
 
 def main(argv) -> None:
-    from absl import flags, logging
-
     logging.set_verbosity(logging.WARNING)
-    FLAGS = flags.FLAGS
-    config = SweepConfig(temperatures=parse_temperatures(FLAGS.temperatures), controller=FLAGS.controller,
-                         popsize=FLAGS.popsize, rollouts=FLAGS.rollouts, sigma=FLAGS.sigma,
-                         generations=FLAGS.generations, eval_every=FLAGS.eval_every,
-                         eval_rollouts=FLAGS.eval_rollouts, max_steps=FLAGS.max_steps,
-                         real_max_steps=FLAGS.real_max_steps,
-                         dream_episodes=FLAGS.dream_episodes, real_episodes=FLAGS.real_episodes,
-                         workers=FLAGS.workers, doom_resolution=FLAGS.doom_resolution, seed=FLAGS.seed)
-    run_sweep(FLAGS.exp_dir, config)
+    run_sweep(flags.FLAGS.exp_dir, SWEEP_FLAGS.parse())
 
 
 def define_flags() -> None:
-    from absl import flags
-
     flags.DEFINE_string("exp_dir", None, "Experiment folder with vae/, rnn/ and series/ (a Doom pipeline's).",
                         required=True)
-    flags.DEFINE_list("temperatures", [f"{t:g}" for t in PAPER_TEMPERATURES],
-                      "Temperatures tau to train C at (the paper's table: 0.1,0.5,1.0,1.15,1.3).")
-    flags.DEFINE_string("controller", "full", "C's inputs: full ([z, c, h]), z or z_hidden.")
-    unset = "default: the experiment's pipeline.json, else the paper's"
-    flags.DEFINE_integer("popsize", None, f"CMA-ES population ({unset}: 64).")
-    flags.DEFINE_integer("rollouts", None, f"Dreams per candidate ({unset}: 16).")
-    flags.DEFINE_float("sigma", None, f"CMA-ES initial step size ({unset}: 0.1).")
-    flags.DEFINE_integer("generations", None, f"CMA-ES generations at each tau ({unset}).")
-    flags.DEFINE_integer("eval_every", None, f"Generations between dream evaluations of the CMA mean ({unset}: 25).")
-    flags.DEFINE_integer("eval_rollouts", None, f"Dreams per evaluation of the CMA mean ({unset}: 1,024).")
-    flags.DEFINE_integer("max_steps", None, "Dream episode cap, training and scoring (default: the pipeline's "
-                         "controller_max_steps, else 2,100).")
-    flags.DEFINE_integer("real_max_steps", None, "Real episode cap (default: the pipeline's max_steps, else 2,100).")
-    flags.DEFINE_integer("dream_episodes", 100, "Dreams scoring each final C.")
-    flags.DEFINE_integer("real_episodes", 100, "Real VizDoom episodes scoring each final C (paper: 100).")
-    flags.DEFINE_integer("workers", None, "Processes playing real episodes (default: the pipeline's).")
-    flags.DEFINE_string("doom_resolution", None, "Real Doom's render size (default: the pipeline's).")
-    flags.DEFINE_integer("seed", None, "Seed of CMA-ES and of the scored episodes (default: the pipeline's).")
+    SWEEP_FLAGS.define()
 
 
 if __name__ == "__main__":
-    from common.errors import run_main
-
     define_flags()
     run_main(main)

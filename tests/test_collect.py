@@ -11,10 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from absl import flags
 
 from common.errors import DataError, UserError
+from common.flags import ConfigFlags
 from common.storage import read_rollout
-from run.collect import collect_rollouts
+from run.collect import CollectConfig, collect_rollouts
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -184,3 +186,16 @@ def test_exploration_in_a_share_of_episodes_leaves_the_others_to_the_controller(
     with pytest.raises(UserError, match=r"--explore_episodes=1.5: must be in \[0, 1\]"):
         collect_rollouts(tmp_path / "other", controller_file=str(controller_file), **{**settings,
                                                                                       "explore_episodes": 1.5})
+
+
+def test_the_collect_flags_are_the_configs_fields_with_the_readmes_names_and_defaults():
+    flag_values = flags.FlagValues()
+    ConfigFlags(CollectConfig).define(flag_values)
+    flag_values(["collect"])
+    defaults = {name: flag_values[name].value for name in ("env", "episodes", "workers", "seed", "max_steps",
+                                                           "policy", "doom_resolution")}
+    assert defaults == {"env": "doom", "episodes": 10_000, "workers": 1, "seed": 0, "max_steps": None,
+                        "policy": None, "doom_resolution": "640x480"}
+    flag_values(["collect", "--env=carracing", "--episodes=3", "--policy=random_weights", "--legacy_preprocess"])
+    assert ConfigFlags(CollectConfig).parse(flag_values) == CollectConfig(
+        env="carracing", episodes=3, policy="random_weights", legacy_preprocess=True)

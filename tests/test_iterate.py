@@ -1,5 +1,6 @@
 """Iterative training and the dream audit, at tiny sizes on the real game and a rigged M."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -11,19 +12,36 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from absl import flags
 
 from common.errors import UserError
 from controller.es import ESConfig
 from controller.train import ControllerTrainConfig, train_controller
 from run.dream_audit import FIXED_POLICIES, AuditConfig, audit_dream
-from run.iterate import IterateConfig, iterate, parse_generations
+from run.iterate_rounds import FINE_TUNE, ITERATE_FLAGS, IterateConfig, iterate, parse_generations
 from run.report import ReportConfig, write_report
 from tests.conftest import make_carracing_world
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = dict(episodes_per_round=3, explore=0.3, rnn_steps=4, rnn_batch_size=2, rnn_seq_len=20, popsize=4,
-            rollouts=2, generations=(2,), eval_every=1, eval_rollouts=4, eval_episodes=2, workers=2, max_steps=100,
-            doom_resolution="160x120")
+
+
+def tiny(**fields) -> IterateConfig:
+    """Rounds of 3 real episodes, 4 steps of M, and 2 generations of a 4 x 2 population."""
+    settings = dict(episodes_per_round=3, explore=0.3, generations=(2,), eval_episodes=2, workers=2, max_steps=100,
+                    doom_resolution="160x120", rnn=dataclasses.replace(FINE_TUNE, steps=4, batch_size=2, seq_len=20),
+                    controller=ControllerTrainConfig(es=ESConfig(popsize=4, rollouts=2, eval_every=1, eval_rollouts=4)))
+    return IterateConfig(**{**settings, **fields})
+
+
+def as_flags(config: IterateConfig) -> list[str]:
+    """`config` as run.iterate's command-line flags."""
+    args = []
+    for name, value in ITERATE_FLAGS.values(config).items():
+        if isinstance(value, bool):
+            args.append(f"--{name}" if value else f"--no{name}")
+        elif value is not None:
+            args.append(f"--{name}={','.join(map(str, value)) if isinstance(value, tuple) else value}")
+    return args
 
 
 @pytest.fixture()
@@ -39,7 +57,7 @@ def round_zero(rigged_dream, tmp_path) -> Path:
 
 
 def test_two_rounds_write_their_folders_and_a_report_section(round_zero):
-    rounds = iterate(round_zero, IterateConfig(rounds=2, audit_episodes=2, **{**TINY, 'generations': (2, 3)}),
+    rounds = iterate(round_zero, tiny(rounds=2, audit_episodes=2, generations=(2, 3)),
                      verbose=False)
     assert [r["round"] for r in rounds] == [0, 1, 2]
     for k in (1, 2):
@@ -72,7 +90,7 @@ def test_two_rounds_write_their_folders_and_a_report_section(round_zero):
     written = [path.stat().st_mtime_ns for path in results]
     record = json.loads(controller.read_text())
     controller.write_text(json.dumps({**record, "params": [x + 0.5 for x in record["params"]]}))
-    iterate(round_zero, IterateConfig(rounds=2, audit_episodes=2, **{**TINY, 'generations': (2, 3)}), verbose=False)
+    iterate(round_zero, tiny(rounds=2, audit_episodes=2, generations=(2, 3)), verbose=False)
     rewritten = [path.stat().st_mtime_ns for path in results]
     assert rewritten[0] != written[0] and rewritten[1] != written[1], "the changed controller is scored again"
     assert rewritten[2] == written[2], "round 1's unchanged controller is not"
@@ -81,7 +99,7 @@ def test_two_rounds_write_their_folders_and_a_report_section(round_zero):
 def test_a_round_adds_real_episodes_of_the_holes_its_audit_flagged(round_zero):
     # The rigged M never kills a right-mover, the game does within a few hundred steps: round 0's audit must flag
     # "always right", and round 1 must play it for real and give those episodes to M (but not validate on them).
-    config = IterateConfig(rounds=1, audit_episodes=2, hole_episodes=2, **{**TINY, "max_steps": 600})
+    config = tiny(rounds=1, audit_episodes=2, hole_episodes=2, max_steps=600)
     rounds = iterate(round_zero, config, verbose=False)
 
     audit = json.loads((round_zero / "report" / "dream_audit.json").read_text())
@@ -103,9 +121,9 @@ def test_carracing_rounds_fine_tune_m_on_the_controllers_episodes_and_retrain_c_
     exp = make_carracing_world(tmp_path / "exp", seed=5)
     train_controller(exp, ControllerTrainConfig(env="carracing", workers=2, max_steps=40, es=ESConfig(
         popsize=4, rollouts=1, generations=1, eval_every=1, eval_rollouts=2, seed=0)), verbose=False)
-    config = IterateConfig(env="carracing", rounds=1, episodes_per_round=3, rnn_steps=3, rnn_batch_size=2,
-                           rnn_seq_len=20, popsize=4, rollouts=1, generations=(2,), eval_every=1, eval_rollouts=2,
-                           eval_episodes=2, workers=2, max_steps=40, audit_episodes=2)
+    config = tiny(env="carracing", rounds=1, rnn=dataclasses.replace(FINE_TUNE, steps=3, batch_size=2, seq_len=20),
+                  controller=ControllerTrainConfig(es=ESConfig(popsize=4, rollouts=1, eval_every=1, eval_rollouts=2)),
+                  max_steps=40, audit_episodes=2)
     rounds = iterate(exp, config, verbose=False)
 
     assert [r["round"] for r in rounds] == [0, 1] and all(r["dream"] is None for r in rounds), "no dream in CarRacing"
@@ -141,7 +159,7 @@ def test_generations_are_given_per_round_and_the_last_value_repeats():
 
 def test_a_round_killed_mid_way_resumes(round_zero):
     args = [sys.executable, "-m", "run.iterate", f"--exp_dir={round_zero}", "--rounds=1"]
-    args += [f"--{key}={value}" for key, value in {**TINY, "generations": 2}.items()] + ["--episodes_per_round=6"]
+    args += as_flags(tiny()) + ["--episodes_per_round=6"]
     process = subprocess.Popen(args, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     rollouts = round_zero / "iterate" / "round_01" / "rollouts"
@@ -170,3 +188,29 @@ def test_audit_has_a_row_per_policy_with_real_and_dream_columns(round_zero):
     table = (round_zero / "report" / "dream_audit.md").read_text()
     assert "| policy | dream survival | real survival | dream / real |" in table
     assert table.count("\n| ") == len(rows) + 1
+
+
+def test_the_iterate_flags_keep_their_names_and_the_entry_points_smaller_evaluations():
+    flag_values = flags.FlagValues()
+    ITERATE_FLAGS.define(flag_values)
+    flag_values(["iterate", "--rounds=3", "--episodes_per_round=50", "--explore=0.2", "--generations=20,60",
+                 "--rnn_steps=300", "--rnn_batch_size=8", "--popsize=16", "--temperature=1.3", "--workers=1"])
+    config = ITERATE_FLAGS.parse(flag_values)
+    assert (config.rounds, config.episodes_per_round, config.explore, config.generations) == (3, 50, 0.2, (20, 60))
+    rnn = config.rnn
+    assert (rnn.steps, rnn.batch_size, rnn.eval_every, rnn.val_fraction) == (300, 8, 100, 0.1), "fine-tuning's own"
+    assert (config.controller.es.popsize, config.temperature, config.workers) == (16, 1.3, 1)
+    assert (config.controller.es.eval_every, config.controller.es.eval_rollouts) == (10, 256), "run.iterate's own"
+    assert (ESConfig().eval_every, ESConfig().eval_rollouts) == (25, 1024), "the config's are the paper's"
+    for skipped in ("controller_env", "hidden", "rnn_hidden", "rnn_seed", "init_file", "rnn_init_model"):
+        assert skipped not in flag_values, "set by each round, not by a flag"
+    with pytest.raises(UserError, match="--generations=20,x: expected a comma-separated list of int"):
+        other = flags.FlagValues()
+        ITERATE_FLAGS.define(other)
+        other(["iterate", "--generations=20,x"])
+        ITERATE_FLAGS.parse(other)
+
+    flag_values = flags.FlagValues()
+    ITERATE_FLAGS.define(flag_values)
+    flag_values(["iterate", *as_flags(tiny(env="carracing", generations=(2, 5)))])
+    assert ITERATE_FLAGS.parse(flag_values) == tiny(env="carracing", generations=(2, 5)), "flags round-trip"

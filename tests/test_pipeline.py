@@ -11,10 +11,18 @@ import time
 from pathlib import Path
 
 import pytest
+from absl import flags
 
 from common.errors import UserError
+from common.flags import ConfigFlags
 from common.layout import STAGES
-from run.pipeline import config_names, iterate_config, load_config, run_pipeline, validate_stage_configs
+from controller.es import ESConfig
+from controller.train import ControllerTrainConfig
+from run.collect import CollectConfig
+from run.pipeline_config import PIPELINE_FLAGS, PipelineConfig, config_names, config_path, load_config
+from run.pipeline_runner import run_pipeline
+from run.pipeline_stages import same_settings
+from vae.train import VAETrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 CONTROLLER = Path("controller") / "doomrnn_full_t1.15"
@@ -161,32 +169,114 @@ def test_shipped_configs_parse_and_the_paper_configs_hold_the_papers_values():
             "carracing_tiny"} <= set(config_names())
     for name in config_names():
         config = load_config(name).resolved()
-        validate_stage_configs(config)  # every stage accepts its part
-    doom = load_config("doom_paper")
-    assert (doom.env, doom.episodes, doom.z_size, doom.rnn_hidden, doom.controller_env, doom.temperature) == \
-        ("doom", 10_000, 64, 512, "doomrnn", 1.15)
-    assert (doom.popsize, doom.rollouts, doom.eval_every, doom.eval_rollouts, doom.eval_episodes) == \
-        (64, 16, 25, 1024, 100)
-    assert doom.doom_resolution == "640x480" and doom.vae_epochs == 1 and doom.max_steps is None
+        config.validate_stages()  # every stage accepts its part
+    doom = load_config("doom_paper").resolved()
+    assert (doom.env, doom.collect.episodes, doom.vae.z_size, doom.rnn.hidden, doom.controller_env,
+            doom.controller.temperature) == ("doom", 10_000, 64, 512, "doomrnn", 1.15)
+    es = doom.controller.es
+    assert (es.popsize, es.rollouts, es.eval_every, es.eval_rollouts, doom.evaluate.episodes) == (64, 16, 25, 1024, 100)
+    assert doom.doom_resolution == "640x480" and doom.vae.epochs == 1 and doom.max_steps is None
+    paper = PIPELINE_FLAGS.values(PipelineConfig())
+    unset = {name for name, value in PIPELINE_FLAGS.values(load_config("doom_paper")).items() if value != paper[name]}
+    assert unset == {"z_size", "rnn_hidden", "rnn_steps", "rnn_batch_size", "rnn_seq_len", "controller_env"}, \
+        "the defaults are the paper's: doom_paper only spells out what they leave to the task"
     car = load_config("carracing_paper")
-    assert (car.env, car.episodes, car.z_size, car.rnn_hidden, car.controller_env, car.generations) == \
-        ("carracing", 10_000, 32, 256, "carracing", 1800)
-    assert (car.popsize, car.rollouts, car.eval_every, car.eval_rollouts, car.eval_episodes) == (64, 16, 25, 1024, 100)
+    assert (car.env, car.collect.episodes, car.vae.z_size, car.rnn.hidden, car.controller_env,
+            car.controller.es.generations) == ("carracing", 10_000, 32, 256, "carracing", 1800)
     small = load_config("doom_small")
-    assert small.temperature == 1.15 and small.rnn_hidden == 512 and small.eval_episodes == 100
-    assert len(iterate_config(small).generations) == small.iterate_rounds, "one C budget per round"
-    car_rounds = iterate_config(load_config("carracing_tiny", iterate_rounds=1).resolved()).validated()
+    assert small.controller.temperature == 1.15 and small.rnn.hidden == 512 and small.evaluate.episodes == 100
+    assert len(small.iterate_config().generations) == small.iterate.rounds, "one C budget per round"
+    car_rounds = load_config("carracing_tiny", iterate_rounds=1).resolved().iterate_config().validated()
     assert (car_rounds.env, car_rounds.train_env) == ("carracing", "carracing")
     # a flag given beside the config wins over the file
-    assert load_config("doom_tiny", episodes=3, generations=7).episodes == 3
-    assert load_config("doom_tiny", generations=7).generations == 7
+    assert load_config("doom_tiny", episodes=3, generations=7).collect.episodes == 3
+    assert load_config("doom_tiny", generations=7).controller.es.generations == 7
+
+
+def test_a_pipeline_setting_reaches_the_stage_config_that_uses_it():
+    config = load_config("doom_tiny", seed=7, workers=1, max_steps=90, doom_resolution="160x120", rnn_eval_every=5,
+                         iterate_rnn_steps=9, iterate_generations="3,4", eval_video="first.gif").resolved()
+    stages = [config.collect_config(), config.vae_config(), config.rnn_config(), config.controller_config().es,
+              config.evaluate_config("/tmp/x"), config.iterate_config()]
+    assert all(stage.seed == 7 for stage in stages), "one seed drives every stage"
+    for stage in (config.collect_config(), config.controller_config(), config.evaluate_config("/tmp/x"),
+                  config.iterate_config()):
+        assert (stage.workers, stage.doom_resolution) == (1, "160x120"), type(stage).__name__
+    assert config.collect_config().max_steps == config.evaluate_config("/tmp/x").max_steps == 90
+    assert config.controller_config().max_steps == 300, "doom_tiny's --controller_max_steps caps C's dreams"
+    assert config.iterate_config().max_steps == 90, "the rounds' C plays to the evaluation's cap"
+    assert config.rnn_config().checkpoint_every == config.rnn_config().eval_every == 5
+    rounds = config.iterate_config()
+    assert (rounds.rnn.steps, rounds.rnn.eval_every, rounds.rnn.seq_len, rounds.generations) == (9, 5, 32, (3, 4))
+    assert rounds.controller.es.popsize == config.controller_config().es.popsize == 4
+    assert rounds.controller.temperature == 1.15 and rounds.eval_episodes == config.evaluate.episodes == 4
+    assert config.evaluate_config("/tmp/x").video == "first.gif"
+    assert config.evaluate_config("/tmp/x").controller_file.endswith("controller/doomrnn_full_t1.15/controller.json")
+
+
+def _flags_round_trip(config_flags: ConfigFlags, config) -> object:
+    """`config` written out as flags and parsed back through freshly defined ones."""
+    flag_values = flags.FlagValues()
+    config_flags.define(flag_values)
+    argv = ["x"]
+    for name, value in config_flags.values(config).items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            argv.append(f"--{name}" if value else f"--no{name}")
+        elif isinstance(value, tuple):
+            argv.append(f"--{name}={','.join(map(str, value))}")
+        else:
+            argv.append(f"--{name}={value}")
+    flag_values(argv)
+    return config_flags.parse(flag_values)
+
+
+@pytest.mark.parametrize("config_flags, config", [
+    (ConfigFlags(CollectConfig), CollectConfig(env="carracing", episodes=7, max_steps=9, policy="brownian",
+                                               legacy_preprocess=True, explore=0.25)),
+    (ConfigFlags(VAETrainConfig), VAETrainConfig(z_size=16, epochs=3, learning_rate=3e-4, mixed_precision=True,
+                                                 resume=False)),
+    (ConfigFlags(ControllerTrainConfig), ControllerTrainConfig(env="doomrnn", controller="z", temperature=1.3,
+                                                               es=ESConfig(popsize=8, sigma=0.2, seed=5))),
+    (PIPELINE_FLAGS, load_config("doom_small")),
+    (PIPELINE_FLAGS, load_config("carracing_tiny", iterate_rounds=1, rnn_learning_rate=0.002)),
+])
+def test_flags_made_from_a_config_give_the_same_config_back(config_flags, config):
+    assert _flags_round_trip(config_flags, config) == config
+    defaults = flags.FlagValues()
+    config_flags.define(defaults)
+    defaults(["x"])
+    assert config_flags.parse(defaults) == (config_flags.defaults or config_flags.config_class()), "defaults"
+
+
+def test_flags_take_their_help_from_the_field_comments():
+    flag_values = flags.FlagValues()
+    PIPELINE_FLAGS.define(flag_values)
+    assert flag_values["rnn_steps"].help == "total optimiser steps (CarRacing 4,000, Doom 24,000)"
+    assert "the 2018 code" in flag_values["vae_epochs"].help
+    assert "the dream's tau" in flag_values["temperature"].help
+
+
+def test_every_flag_a_shipped_config_sets_is_a_pipeline_flag_and_reaches_the_config():
+    names = set(PIPELINE_FLAGS.flag_names())
+    for name in config_names():
+        lines = [line.strip() for line in config_path(name).read_text().splitlines()]
+        given = dict(line[2:].split("=", 1) for line in lines if line.startswith("--"))
+        assert set(given) <= names, (name, set(given) - names)
+        values = PIPELINE_FLAGS.values(load_config(name))
+        for flag, text in given.items():
+            value = values[flag]
+            shown = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+            assert shown == text or float(shown) == float(text), (name, flag, text, value)
 
 
 def test_a_config_can_be_a_copied_and_edited_file(tmp_path):
     text = (REPO / "run" / "configs" / "doom_tiny.cfg").read_text().replace("--episodes=10", "--episodes=12")
     (tmp_path / "mine.cfg").write_text(text)
     config = load_config(str(tmp_path / "mine.cfg"))
-    assert config.episodes == 12 and config.popsize == load_config("doom_tiny").popsize
+    assert config.collect.episodes == 12
+    assert config.controller.es.popsize == load_config("doom_tiny").controller.es.popsize
     with pytest.raises(UserError, match="--config=nope: no such config"):
         load_config("nope")
     (tmp_path / "bad.cfg").write_text("--episodes=many\n")
@@ -217,8 +307,6 @@ def test_bad_input_gives_one_error_line_and_exit_2(tmp_path, args, message):
 
 
 def test_a_field_added_to_a_stage_config_later_does_not_rerun_finished_stages():
-    from run.pipeline import same_settings
-
     recorded = {"episodes": 10, "es": {"popsize": 4, "sigma": 0.1}}
     assert same_settings(recorded, {"episodes": 10, "es": {"popsize": 4, "sigma": 0.1, "new": 1}, "added": True})
     assert not same_settings(recorded, {"episodes": 11, "es": {"popsize": 4, "sigma": 0.1}})

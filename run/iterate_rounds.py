@@ -1,0 +1,331 @@
+"""The paper's iterative rounds (run.iterate): the config, each round's stage configs and steps, and the progress
+table. Round k is an experiment folder of its own, `DIR/iterate/round_k/` (`ExperimentLayout.round(k)`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+
+from common.errors import UserError
+from common.flags import ConfigFlags
+from common.layout import ControllerRun, ExperimentLayout, experiment
+from common.paper import DOOM_RESOLUTION, EPISODE_STEPS, EVAL_EPISODES
+from common.seeding import derive_seed
+from common.storage import file_digest, read_json, write_json, write_text
+from controller.es import ESConfig
+from controller.evaluate import EvaluateConfig, evaluate_controller
+from controller.train import ControllerTrainConfig, train_controller
+from rnn.model import load_rnn
+from rnn.train import RNNTrainConfig, train_rnn
+from run.collect import CollectConfig, collect_rollouts
+from run.dream_audit import POLICY_NAMES, AuditConfig, audit_dream
+from run.iterate import progress_file
+from vae.encode import encode_rollouts
+
+TRAIN_ENV = {"doom": "doomrnn", "carracing": "carracing"}
+# M's fine-tuning each round, where it differs from training from scratch: the prototype's one successful round
+# (1,000 steps), validated every 100 steps on a tenth of the round's own episodes.
+FINE_TUNE = RNNTrainConfig(steps=1000, eval_every=100, val_fraction=0.1)
+
+
+@dataclasses.dataclass(frozen=True)
+class IterateConfig:
+    """The rounds' budget, and the M and C configs each round fine-tunes and retrains with (per round, the round
+    sets their env, workers, episode cap, seeds, warm start and C's generations)."""
+
+    env: str = "doom"  # doom (C retrained in M's dream) or carracing (C retrained in the real game on M's h)
+    rounds: int = 1  # iterative rounds to run after round 0
+    episodes_per_round: int = 600  # real episodes collected with the current controller each round
+    explore: float = 0.3  # chance per step of starting a random action held 1-10 frames while collecting
+    explore_episodes: float = 1.0  # share of those episodes that explore; the others are C's own play to the end
+    generations: tuple[int, ...] = (40,)  # CMA-ES generations of C per round (20,60: the last value repeats)
+    eval_episodes: int = EVAL_EPISODES  # real episodes scoring each round's controller
+    audit_episodes: int = 0  # Doom: episodes per policy of a dream audit after each round (0: none)
+    hole_episodes: int = 0  # Doom: real episodes of each fixed policy the last audit flagged as a hole (0: none)
+    workers: int = 2  # processes playing real episodes
+    seed: int = 0  # round k's seeds are derived from (seed, k)
+    max_steps: int | None = None  # episode cap in the game and while C trains; None: CarRacing 1,000, Doom 2,100
+    doom_resolution: str = DOOM_RESOLUTION  # real Doom's render size
+    rnn: RNNTrainConfig = FINE_TUNE  # M's fine-tuning (size and mixtures stay the last round's M's)
+    controller: ControllerTrainConfig = ControllerTrainConfig()  # C's retraining: tau, CMA-ES, real checks
+
+    def validated(self) -> IterateConfig:
+        if self.env not in TRAIN_ENV:
+            raise UserError(f"--env={self.env}: choose from {', '.join(TRAIN_ENV)}")
+        for name in ("rounds", "episodes_per_round", "eval_episodes", "workers"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name}={getattr(self, name)}: must be at least 1")
+        if self.rnn.steps is None or self.rnn.steps < 1:
+            raise UserError(f"--rnn_steps={self.rnn.steps}: must be at least 1")
+        parse_generations(",".join(map(str, self.generations)))
+        for name in ("explore", "explore_episodes"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise UserError(f"--{name}={getattr(self, name)}: must be in [0, 1]")
+        if self.hole_episodes < 0:
+            raise UserError(f"--hole_episodes={self.hole_episodes}: must be at least 0")
+        if self.hole_episodes and not (self.env == "doom" and self.audit_episodes):
+            raise UserError(f"--hole_episodes={self.hole_episodes}: needs the Doom dream audit "
+                            "(--env=doom and --audit_episodes >= 1), which names the holes")
+        return dataclasses.replace(self, max_steps=self.max_steps or EPISODE_STEPS[self.env])
+
+    @property
+    def train_env(self) -> str:
+        """Where C trains: the dream for Doom (the paper's Take Cover procedure), the real game for CarRacing."""
+        return TRAIN_ENV[self.env]
+
+    @property
+    def temperature(self) -> float:
+        """The dream's tau (C's training, the audit)."""
+        return self.controller.temperature
+
+    def generations_of(self, k: int) -> int:
+        """Round k's CMA-ES generations (k >= 1): the k-th value, or the last for rounds beyond the list."""
+        return self.generations[min(k, len(self.generations)) - 1]
+
+
+def parse_generations(text: str, flag: str = "generations") -> tuple[int, ...]:
+    """'20,60,30' -> (20, 60, 30): generations per round, from the flag named `flag`."""
+    try:
+        generations = tuple(int(part) for part in str(text).split(","))
+    except ValueError:
+        generations = ()
+    if not generations or min(generations) < 1:
+        raise UserError(f"--{flag}={text}: give one whole number >= 1 per round, separated by commas")
+    return generations
+
+
+# A round's own episodes in its series/ (earlier rounds' are linked in as ep_rNN_*). M is validated, and the
+# fine-tuned M picked, on these: on a validation set drawn from all data, mostly random play, round 0's M (which
+# never saw the controller's wall-hugging) stayed the best and the hole stayed open.
+OWN_EPISODES = "ep[0-9]*.npz"
+
+
+def controller_run(layout: ExperimentLayout, config: IterateConfig) -> ControllerRun:
+    """The full C each round trains: in the dream at the config's tau (Doom), or in the real game (CarRacing)."""
+    return layout.controller_run(config.train_env, "full",
+                                 config.temperature if config.train_env == "doomrnn" else None)
+
+
+def _link(source: Path, target: Path) -> None:
+    """A relative symlink, so that a moved or copied experiment still finds its earlier rounds."""
+    if not target.exists() and not target.is_symlink():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(os.path.relpath(source.resolve(), target.parent.resolve()), target)
+
+
+def _link_series(base: ExperimentLayout, k: int) -> None:
+    """Round k's series/ sees every earlier round's own episodes and every round's hole episodes, under names
+    that cannot collide (and do not match OWN_EPISODES: M is validated on the controller's play only)."""
+    series = base.round(k).series
+    for j in range(k + 1):
+        if j < k:
+            for path in sorted(base.round(j).series.glob(OWN_EPISODES)):
+                _link(path, series / f"ep_r{j:02d}_{path.name}")
+        layout = base.round(j)
+        hole_series = layout.holes("*").relative_to(layout.root) / "series" / OWN_EPISODES
+        for path in sorted(layout.root.glob(str(hole_series))):
+            _link(path, series / f"ep_r{j:02d}_{path.parent.parent.name}_{path.name}")
+
+
+def flagged_holes(layout: ExperimentLayout) -> list[str]:
+    """The fixed policies (controller.policies names) that the experiment's dream audit flagged as holes."""
+    rows = read_json(layout.dream_audit)["rows"] if layout.dream_audit.exists() else []
+    return [POLICY_NAMES[row["policy"]] for row in rows if row["hole"] and row["policy"] in POLICY_NAMES]
+
+
+def _collect_holes(base: ExperimentLayout, k: int, config: IterateConfig, say) -> list[str]:
+    """Round k's real episodes of every fixed policy round k-1's audit flagged, each encoded by round 0's V."""
+    holes = flagged_holes(base.round(k - 1)) if config.hole_episodes else []
+    for index, policy in enumerate(holes):
+        say(f"iterate: round {k}: {config.hole_episodes} real episodes of '{policy}', a hole in round {k - 1}'s "
+            "dream")
+        folder = experiment(base.round(k).holes(policy))
+        collect_rollouts(folder.root, CollectConfig(
+            env="doom", episodes=config.hole_episodes, workers=config.workers,
+            seed=derive_seed(config.seed, k, 3, index), max_steps=config.max_steps, policy=policy,
+            doom_resolution=config.doom_resolution), verbose=False)
+        encode_rollouts(folder.root, model_path=base.vae_model, verbose=False)
+    return holes
+
+
+def _evaluate(layout: ExperimentLayout, config: IterateConfig, say) -> dict:
+    run = controller_run(layout, config)
+    if run.evaluation(config.env).exists():
+        result = read_json(run.evaluation(config.env))
+        if (result.get("episodes") == config.eval_episodes
+                and result.get("controller_sha256") == file_digest(run.controller)):
+            say(f"iterate: {layout.root.name}: real evaluation already done")
+            return result
+    return evaluate_controller(layout.root, EvaluateConfig(
+        env=config.env, episodes=config.eval_episodes, controller_file=str(run.controller), workers=config.workers,
+        seed=config.seed, max_steps=config.max_steps, doom_resolution=config.doom_resolution))
+
+
+def _audit(layout: ExperimentLayout, config: IterateConfig, say) -> None:
+    """The round's dream audit (fixed policies and its controller, dream vs game), unless done or not asked."""
+    if config.env != "doom":
+        return  # CarRacing's C does not train in a dream
+    recorded = read_json(layout.dream_audit) if layout.dream_audit.exists() else {}
+    wanted = {"episodes": config.audit_episodes, "temperature": config.temperature,
+              "controller_sha256": file_digest(controller_run(layout, config).controller)}
+    if not config.audit_episodes or all(recorded.get(key) == value for key, value in wanted.items()):
+        return
+    say(f"iterate: {layout.root.name}: dream audit, {config.audit_episodes} episodes per policy")
+    audit_dream(layout.root, AuditConfig(episodes=config.audit_episodes, temperature=config.temperature,
+                                         workers=config.workers, seed=config.seed,
+                                         doom_resolution=config.doom_resolution), verbose=False)
+
+
+def _dream_score(layout: ExperimentLayout, config: IterateConfig) -> dict | None:
+    """The CMA mean's last evaluation in the dream (Doom); None for C trained in the real game."""
+    history = controller_run(layout, config).history
+    if config.env != "doom" or not history.exists():
+        return None
+    evaluations = [e for e in read_json(history)["evaluations"] if "mean" in e]
+    return evaluations[-1] if evaluations else None
+
+
+# ---- round k's stage configs ----
+
+def collect_config(base: ExperimentLayout, k: int, config: IterateConfig) -> CollectConfig:
+    """Round k's real episodes: round k-1's C, exploring in a share of them, reading round k-1's V and M."""
+    previous = base.round(k - 1)
+    return CollectConfig(
+        env=config.env, episodes=config.episodes_per_round, workers=config.workers, seed=derive_seed(config.seed, k),
+        max_steps=config.max_steps, policy="controller",
+        controller_file=str(controller_run(previous, config).controller), explore=config.explore,
+        explore_episodes=config.explore_episodes, models_dir=str(previous.root), doom_resolution=config.doom_resolution)
+
+
+def rnn_config(base: ExperimentLayout, k: int, config: IterateConfig) -> RNNTrainConfig:
+    """Round k's M: round k-1's, fine-tuned on every round's data, validated on round k's own episodes."""
+    previous = base.round(k - 1).rnn_model
+    predict_done = config.env == "doom"  # the paper's Doom M also predicts death; its CarRacing M does not
+    previous_rnn = load_rnn(previous, expect={"predict_done": predict_done})
+    return dataclasses.replace(
+        config.rnn, hidden=previous_rnn.hidden_size, num_mixtures=previous_rnn.num_mixtures,
+        predict_done=predict_done, checkpoint_every=config.rnn.eval_every, val_pattern=OWN_EPISODES,
+        seed=derive_seed(config.seed, k, 1), init_model=str(previous))
+
+
+def controller_config(base: ExperimentLayout, k: int, config: IterateConfig) -> ControllerTrainConfig:
+    """Round k's C: retrained with the new M, warm-started from round k-1's CMA mean."""
+    es = dataclasses.replace(config.controller.es, generations=config.generations_of(k),
+                             seed=derive_seed(config.seed, k, 2))
+    return dataclasses.replace(
+        config.controller, env=config.train_env, controller="full", es=es, workers=config.workers,
+        max_steps=config.max_steps, doom_resolution=config.doom_resolution,
+        init_file=str(controller_run(base.round(k - 1), config).controller))
+
+
+def run_round(base: ExperimentLayout, k: int, config: IterateConfig, say=print) -> dict:
+    """Round k (>= 1): collect with round k-1's controller, encode, fine-tune M, retrain C, evaluate."""
+    layout = experiment(base.round(k).root)
+    previous_controller = controller_run(base.round(k - 1), config).controller
+    if not previous_controller.exists():
+        raise UserError(f"{previous_controller}: round {k - 1} has no controller; train it first")
+    times = {}
+    _link(base.vae_model, layout.vae_model)  # V stays round 0's
+
+    start = time.perf_counter()
+    say(f"iterate: round {k}: collecting {config.episodes_per_round} real episodes with round {k - 1}'s "
+        f"controller (explore {config.explore:g} in {config.explore_episodes:.0%} of them)")
+    collect_rollouts(layout.root, collect_config(base, k, config))
+    holes = _collect_holes(base, k, config, say)
+    times["collect"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    _link_series(base, k)
+    encode_rollouts(layout.root, verbose=False)
+    times["encode"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    say(f"iterate: round {k}: fine-tuning M from round {k - 1}'s on "
+        f"{len(list(layout.series.glob('ep*.npz')))} episodes")
+    train_rnn(layout.root, rnn_config(base, k, config), verbose=False)
+    times["rnn"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    train_controller(layout.root, controller_config(base, k, config), verbose=False)
+    times["controller"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    result = _evaluate(layout, config, say)
+    times["evaluate"] = time.perf_counter() - start
+    _audit(layout, config, say)
+    return {"round": k, "real_mean": result["mean"], "real_std": result["std"], "real_episodes": result["episodes"],
+            "dream": _dream_score(layout, config), "holes": holes, "seconds": times,
+            "folder": str(layout.root)}
+
+
+def _check_round_zero(base: ExperimentLayout, config: IterateConfig) -> None:
+    needs = [base.vae_model, base.rnn_model, controller_run(base, config).controller]
+    for needed in needs + ([base.initial_z] if config.env == "doom" else []):
+        if not needed.exists():
+            where = f"in the dream at tau {config.temperature:g}" if config.env == "doom" else "in the real game"
+            raise UserError(f"{needed}: missing; round 0 needs V, M, series and a full C trained {where} "
+                            f"(run.pipeline --config={config.env}_small makes them)")
+
+
+def iterate(exp_dir, config: IterateConfig, verbose: bool = True) -> list[dict]:
+    """Round 0's real score (evaluated if missing), then rounds 1..K; returns and writes the progression."""
+    config = config.validated()
+    say = print if verbose else (lambda *args, **kwargs: None)
+    base = experiment(exp_dir, create=False)
+    _check_round_zero(base, config)
+    zero = _evaluate(base, config, say)
+    rounds = [{"round": 0, "real_mean": zero["mean"], "real_std": zero["std"], "real_episodes": zero["episodes"],
+               "dream": _dream_score(base, config), "seconds": {}, "folder": str(base.root)}]
+    say(f"iterate: round 0 (random data only): {zero['mean']:.0f} ± {zero['std']:.0f} real")
+    _audit(base, config, say)  # where round 0's controller exploits M, for comparison with later rounds
+    for k in range(1, config.rounds + 1):
+        rounds.append(run_round(base, k, config, say))
+        say(f"iterate: round {k}: {rounds[-1]['real_mean']:.0f} ± {rounds[-1]['real_std']:.0f} real")
+        # "temperature" at the top as well: the report reads it there (as in progress files written before)
+        write_json(progress_file(base), {"config": {**dataclasses.asdict(config), "temperature": config.temperature},
+                                         "rounds": rounds})
+        write_text(base.report / "iterate.md", progress_markdown(rounds, base.report, dream=config.env == "doom"))
+    return rounds
+
+
+def _audit_cell(audit: Path, report_dir: Path) -> str:
+    """A link when the audit sits beside the table (round 0), else its path (the report inlines every round's
+    audit, and a committed copy of the report folder must not hold dead links)."""
+    if not audit.exists():
+        return "not run"
+    relative = os.path.relpath(audit, report_dir)
+    return f"[table]({relative})" if os.sep not in relative else f"`{relative}`"
+
+
+def progress_markdown(rounds: list[dict], report_dir: Path, dream: bool = True) -> str:
+    """The rounds as a Markdown table (with the dream's columns when C trains in one); links are relative to
+    `report_dir`, where the file lives."""
+    lines = ["| round | data | real score |" + (" dream score (CMA mean) | audit |" if dream else ""),
+             "|---|---|---|" + ("---|---|" if dream else "")]
+    for row in rounds:
+        data = "random policy" if row["round"] == 0 else f"+ round {row['round'] - 1} controller"
+        if row.get("holes"):
+            data += " + " + ", ".join(row["holes"])
+        line = (f"| {row['round']} | {data} | {row['real_mean']:.0f} ± {row['real_std']:.0f} "
+                f"({row['real_episodes']} episodes) |")
+        if dream:
+            score = row.get("dream")
+            score_text = f"{score['mean']:.0f} ± {score['std']:.0f}" if score else "not run"
+            audit = ExperimentLayout(Path(row["folder"])).dream_audit_markdown
+            line += f" {score_text} | {_audit_cell(audit, report_dir)} |"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+# The entry point's defaults: the config's (the paper's), except C's evaluations during each round's short
+# retraining, which are more frequent and smaller (every 10 generations on 256 episodes; the paper's 25 and
+# 1,024 suit 1,800 generations, not 40).
+ENTRY_DEFAULTS = IterateConfig(controller=ControllerTrainConfig(es=ESConfig(eval_every=10, eval_rollouts=256)))
+ITERATE_FLAGS = ConfigFlags(
+    IterateConfig, defaults=ENTRY_DEFAULTS, names={"rnn": "rnn_"},
+    skip=frozenset({"rnn.hidden", "rnn.num_mixtures", "rnn.predict_done", "rnn.checkpoint_every", "rnn.val_pattern",
+                    "rnn.seed", "rnn.resume", "rnn.init_model", "controller.env", "controller.controller",
+                    "controller.workers", "controller.max_steps", "controller.doom_resolution",
+                    "controller.init_file", "controller.es.generations", "controller.es.seed"}))
