@@ -1,7 +1,9 @@
 """run.report and run.temperature_sweep on a finished doom_tiny run (shared with test_pipeline), on folders that
-lack pieces, and with bad input."""
+lack pieces, and with bad input; and the committed results/*/ folders: reports that read complete on GitHub (no
+machine path, no link out of the folder or to a missing file) and scores.json in RESULTS.md's format."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +18,87 @@ from run.temperature_sweep import SweepConfig, run_sweep
 from tests.test_pipeline import CONTROLLER, finished_doom_tiny
 
 REPO = Path(__file__).resolve().parents[1]
+RESULTS = sorted(path for path in (REPO / "results").iterdir() if path.is_dir())
+MACHINE_PATH = re.compile(r"(/work/|/tmp/|/home/|/root/|/Users/|(?<![A-Za-z])[A-Za-z]:[\\/])")
+LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]*)>?(?:\s+\"[^\"]*\")?\s*\)")  # [text](target), ![alt](target)
+REFERENCE = re.compile(r"^\s{0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s|$)", re.MULTILINE)  # [label]: target
+HTML_SOURCE = re.compile(r"""<(?:img|a)\b[^>]*\b(?:src|href)\s*=\s*["']([^"']*)["']""", re.IGNORECASE)
+
+
+def portability_problems(folder: Path) -> list[str]:
+    """What keeps the Markdown files of `folder` from reading complete wherever the folder is (GitHub): an absolute
+    path of the machine that wrote them, a path leading out of the folder, or a link whose target is not a file in
+    the folder."""
+    problems = []
+    for page in sorted(folder.glob("*.md")):
+        text = page.read_text(encoding="utf-8")
+        for number, line in enumerate(text.splitlines(), 1):
+            if MACHINE_PATH.search(line):
+                problems.append(f"{page.name}:{number}: machine path: {line.strip()[:120]}")
+            if "../" in line or "..\\" in line:
+                problems.append(f"{page.name}:{number}: path out of the folder: {line.strip()[:120]}")
+        for target in LINK.findall(text) + REFERENCE.findall(text) + HTML_SOURCE.findall(text):
+            path = (folder / target.split("#")[0]).resolve()
+            inside = path.is_relative_to(folder.resolve()) and path != folder.resolve()
+            if not target or "://" in target or target.startswith(("/", "#")) or not inside or not path.is_file():
+                problems.append(f"{page.name}: link to {target!r}: not a file in the folder")
+    return problems
+
+
+def _score_problems(score: object, where: str) -> list[str]:
+    if score is None:
+        return []
+    if not isinstance(score, dict) or set(score) != {"mean", "std", "episodes"}:
+        return [f"{where}: not null or {{mean, std, episodes}}: {score!r}"]
+    ok = (isinstance(score["mean"], (int, float)) and isinstance(score["std"], (int, float)) and score["std"] >= 0
+          and isinstance(score["episodes"], int) and score["episodes"] > 0)
+    return [] if ok else [f"{where}: bad values {score!r}"]
+
+
+def _row_problems(row: object, index: int) -> list[str]:
+    where = f"rows[{index}]"
+    if not isinstance(row, dict):
+        return [f"{where}: not an object"]
+    problems = [f"{where}: missing {key}" for key in ("name", "dream", "real", "result") if key not in row]
+    unknown = set(row) - {"name", "controller", "temperature", "round", "dream", "real", "result"}
+    problems += [f"{where}: unknown fields {sorted(unknown)}"] if unknown else []
+    if not isinstance(row.get("name"), str) or not isinstance(row.get("result"), bool):
+        problems.append(f"{where}: name must be a string and result a boolean")
+    if "temperature" in row and not isinstance(row["temperature"], (int, float)):
+        problems.append(f"{where}: temperature must be a number")
+    if "round" in row and not (isinstance(row["round"], int) and row["round"] >= 0):
+        problems.append(f"{where}: round must be an integer >= 0")
+    problems += _score_problems(row.get("dream"), f"{where}.dream") + _score_problems(row.get("real"), f"{where}.real")
+    if row.get("dream") is None and row.get("real") is None:
+        problems.append(f"{where}: neither a dream nor a real score")
+    return problems
+
+
+def scores_problems(record: object) -> list[str]:
+    """How `record` departs from RESULTS.md's scores.json (empty when it matches)."""
+    keys = {"task", "config", "command", "commit", "total_seconds", "machine", "rows"}
+    if not isinstance(record, dict) or set(record) != keys:
+        return [f"fields {sorted(record) if isinstance(record, dict) else record!r}, expected {sorted(keys)}"]
+    problems = [] if record["task"] in ("doom", "carracing") else [f"task {record['task']!r}"]
+    for key in ("config", "command"):
+        if not isinstance(record[key], str) or not record[key]:
+            problems.append(f"{key} must be a non-empty string")
+    if not (isinstance(record["commit"], str) and re.fullmatch(r"[0-9a-f]{7,40}", record["commit"])):
+        problems.append(f"commit {record['commit']!r} is not a commit hash")
+    if not (isinstance(record["total_seconds"], (int, float)) and record["total_seconds"] > 0):
+        problems.append(f"total_seconds {record['total_seconds']!r}")
+    machine = record["machine"]
+    if not (isinstance(machine, dict) and set(machine) == {"cpu", "cores", "gpu", "tensorflow"}
+            and isinstance(machine["cpu"], str) and isinstance(machine["cores"], int) and machine["cores"] > 0
+            and (machine["gpu"] is None or isinstance(machine["gpu"], str)) and isinstance(machine["tensorflow"], str)):
+        problems.append(f"machine {machine!r}: expected cpu, cores, gpu (null if none), tensorflow")
+    rows = record["rows"] if isinstance(record["rows"], list) else []
+    problems += [] if rows else ["rows: none"]
+    for index, row in enumerate(rows):
+        problems += _row_problems(row, index)
+    if sum(1 for row in rows if isinstance(row, dict) and row.get("result") is True) != 1:
+        problems.append("rows: exactly one row must have result: true")
+    return problems
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +151,27 @@ def test_report_of_a_finished_run_has_the_papers_columns_counts_times_and_images
     assert (out / "dream.gif").is_file()
     assert "### Temperature sweep\n\nnot run" in text
     assert "### Dream audit\n\n##### Dream audit (tau = 1.15, 2 episodes per policy" in text  # round 0's, by iterate
+    # the folder reads complete anywhere: no path of this machine (the run is under /tmp), no link out of it
+    assert portability_problems(out) == []
+    assert "| 1 | + round 0 controller | " in text and "below: *Dream audit after round 01*" in text
+    # scores.json: RESULTS.md's format with this run's numbers, the last round the result
+    scores = json.loads((out / "scores.json").read_text())
+    # the commit the run started from and its command, as pipeline.json has them (null where it has none)
+    assert scores["commit"] == record.get("commit") and scores["command"] == record.get("command")
+    assert scores_problems({**scores, **{key: "0000000" for key in ("commit", "command") if not scores[key]}}) == []
+    assert scores["task"] == "doom" and scores["config"] == "doom_tiny"
+    assert scores["total_seconds"] == round(record["total_seconds"])
+    assert scores["machine"] == {"cpu": record["machine"]["cpu"], "cores": record["machine"]["usable_cores"],
+                                 "gpu": None, "tensorflow": record["machine"]["tensorflow"]}
+    first, last = scores["rows"]
+    assert first["name"] == "full, tau 1.15, round 0" and first["result"] is False
+    assert first["real"] == {"mean": round(evaluation["mean"], 1), "std": round(evaluation["std"], 1), "episodes": 4}
+    assert last == {"name": "full, tau 1.15, round 1", "controller": "full", "temperature": 1.15, "round": 1,
+                    "dream": {"mean": round(round_one["dream"]["mean"], 1), "std": round(round_one["dream"]["std"], 1),
+                              "episodes": round_one["dream"]["episodes"]},
+                    "real": {"mean": round(round_one["real_mean"], 1), "std": round(round_one["real_std"], 1),
+                             "episodes": 4},
+                    "result": True}
 
 
 def test_missing_pieces_are_shown_as_not_run_and_several_experiments_make_one_report(doom_tiny, tmp_path):
@@ -96,6 +200,9 @@ def test_missing_pieces_are_shown_as_not_run_and_several_experiments_make_one_re
     assert f"this run: {doom_tiny.name}: real" in text and "this run: sparse |" in text
     assert (out / f"1_{doom_tiny.name}_reconstructions.png").is_file()
     assert (out / f"1_{doom_tiny.name}_dream_strip.png").is_file()
+    assert json.loads((out / f"1_{doom_tiny.name}_scores.json").read_text())["task"] == "doom"
+    assert json.loads((out / "2_sparse_scores.json").read_text())["rows"] == [], "nothing scored, nothing invented"
+    assert portability_problems(out) == []
 
 
 def test_temperature_sweep_trains_scores_and_tabulates_each_tau(doom_tiny, tmp_path):
@@ -138,3 +245,36 @@ def test_bad_input_gives_one_error_line_and_exit_2(module, args, message):
     assert result.returncode == 2, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("folder", RESULTS, ids=lambda folder: folder.name)
+def test_a_committed_report_names_no_machine_path_and_links_only_files_in_its_folder(folder):
+    assert (folder / "README.md").is_file()
+    assert portability_problems(folder) == []
+
+
+def _score_text(score: dict) -> str:
+    return f"{score['mean']:,.0f} ± {score['std']:,.0f} ({score['episodes']:,})"
+
+
+@pytest.mark.parametrize("folder", RESULTS, ids=lambda folder: folder.name)
+def test_a_committed_results_folder_holds_scores_json_with_its_reports_numbers(folder):
+    record = json.loads((folder / "scores.json").read_text(encoding="utf-8"))
+    assert scores_problems(record) == []
+    report = (folder / "README.md").read_text(encoding="utf-8")
+    assert f"Config `{record['config']}`; command: `{record['command']}`" in report
+    for row in record["rows"]:
+        for score in (row["dream"], row["real"]):
+            assert score is None or _score_text(score) in report, (row["name"], score)
+
+
+def test_the_portability_check_finds_machine_paths_and_dead_links(tmp_path):
+    (tmp_path / "README.md").write_text(
+        "Written for `/work/main/exp/doom_small_v2`.\n\n![kept](kept.png)\n\nThe whole dream: [dream.gif](dream.gif)."
+        "\n\n| 1 | `../iterate/round_01/report/dream_audit.md` |\n[up](../README.md) [c](C:\\exp\\a.png)\n")
+    (tmp_path / "kept.png").write_bytes(b"")
+    problems = portability_problems(tmp_path)
+    assert any("machine path" in p and ":1:" in p for p in problems)
+    assert any("'dream.gif'" in p for p in problems) and any("'../README.md'" in p for p in problems)
+    assert any("path out of the folder" in p and ":7:" in p for p in problems)
+    assert not any("kept.png" in p for p in problems)

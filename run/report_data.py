@@ -1,0 +1,175 @@
+"""What the report reads from an experiment folder: its records, trained controllers and iterative rounds.
+
+Every path comes from `common.layout`; whatever a folder lacks stays empty (the report shows it as "not run").
+Absolute paths never leave this module unmade relative: `portable` turns them into the experiment's name, so a
+committed report names no folder of the machine that wrote it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from common.errors import UserError
+from common.layout import ControllerRun, ExperimentLayout
+from controller.model import Controller
+from rnn.model import load_rnn, parameter_count
+from run.iterate import progress_file
+from vae.encode import load_vae
+
+NOT_RUN = "not run"
+
+
+@dataclasses.dataclass
+class ControllerResult:
+    """One trained controller folder (`common.layout.ControllerRun`) and what its records say."""
+
+    files: ControllerRun
+    train_env: str  # carracing, doom or doomrnn
+    variant: str
+    task: str  # carracing or doom
+    temperature: float | None
+    params: int
+    generations: int
+    seconds: float
+    evaluations: list[dict]  # CMA-mean evaluations during training (dream or real)
+    real_checks: list[dict]  # doomrnn: the CMA mean in real Doom during training (--real_eval_every)
+    real: dict | None  # evaluation_<task>.json
+    dream: dict | None  # dream_evaluation.json (temperature sweep)
+
+    @property
+    def name(self) -> str:
+        """The folder's name, `<env>_<variant>[_t<tau>]`."""
+        return self.files.folder.name
+
+
+@dataclasses.dataclass
+class Experiment:
+    layout: ExperimentLayout
+    env: str | None
+    pipeline: dict | None  # pipeline.json
+    controllers: list[ControllerResult]
+    params: dict[str, int | str]  # vae, rnn -> count, or a reason it is missing
+    iterate_config: dict  # run.iterate's settings (empty when it did not run)
+    rounds: list[dict]  # run.iterate's rounds, round 0 first (empty when it did not run)
+
+    @property
+    def root(self) -> Path:
+        return self.layout.root
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    @property
+    def later_rounds(self) -> list[dict]:
+        """The iterative rounds after round 0."""
+        return self.rounds[1:]
+
+
+def read_json(path: Path) -> Any:
+    """The JSON at `path`, or None when it is missing or unreadable (a report shows what is there)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def vae_config(layout: ExperimentLayout) -> dict:
+    return read_json(layout.run_config("vae")) or {}
+
+
+def rnn_config(layout: ExperimentLayout) -> dict:
+    return read_json(layout.run_config("rnn")) or {}
+
+
+def iterate_progress(layout: ExperimentLayout) -> dict:
+    """run.iterate's settings and rounds so far."""
+    return read_json(progress_file(layout)) or {}
+
+
+def temperature_table(layout: ExperimentLayout) -> dict | None:
+    """run.temperature_sweep's rows (`report/temperature_table.json`)."""
+    return read_json(layout.report / "temperature_table.json")
+
+
+def _detect_env(layout: ExperimentLayout, pipeline: dict | None) -> str | None:
+    if pipeline and pipeline.get("config", {}).get("env"):
+        return pipeline["config"]["env"]
+    records = [read_json(layout.rollouts / "collect.json") or {}, vae_config(layout), rnn_config(layout),
+               iterate_progress(layout).get("config", {})]
+    return next((r["env"] for r in records if r.get("env") in ("doom", "carracing")), None)
+
+
+def _model_params(path: Path, kind: str) -> int | str:
+    """Trainable parameters of V or M saved at `path`, or why there is no count."""
+    if not path.exists():
+        return NOT_RUN
+    try:
+        return parameter_count(load_vae(path) if kind == "vae" else load_rnn(path))
+    except UserError as error:
+        return f"unreadable ({error})"
+
+
+def _controller_result(files: ControllerRun) -> ControllerResult | None:
+    try:
+        controller, _ = Controller.load(files.controller)
+    except UserError:
+        return None
+    recorded = read_json(files.folder / "config.json") or {}
+    train_env = recorded.get("env") or files.folder.name.split("_")[0]
+    history = read_json(files.history) or {}
+    generations = history.get("generations", [])
+    return ControllerResult(files=files, train_env=train_env, variant=controller.variant, task=controller.env,
+                            temperature=recorded.get("temperature") if train_env == "doomrnn" else None,
+                            params=controller.num_params, generations=len(generations),
+                            seconds=float(sum(g.get("seconds", 0.0) for g in generations)),
+                            evaluations=[e for e in history.get("evaluations", []) if "mean" in e],
+                            real_checks=[e for e in history.get("evaluations", []) if "real_mean" in e],
+                            real=read_json(files.evaluation(controller.env)),
+                            dream=read_json(files.folder / "dream_evaluation.json"))
+
+
+def load_experiment(exp_dir: str | os.PathLike) -> Experiment:
+    """Everything the report shows about one experiment folder; missing parts stay empty."""
+    root = Path(exp_dir).expanduser().resolve()
+    if not root.is_dir():
+        raise UserError(f"--exp_dir={exp_dir}: no such experiment folder")
+    layout = ExperimentLayout(root)
+    pipeline = read_json(layout.pipeline_record)
+    folders = sorted(path for path in layout.controller.glob("*/")) if layout.controller.is_dir() else []
+    controllers = [run for run in (_controller_result(ControllerRun(folder)) for folder in folders) if run]
+    params = {"vae": _model_params(layout.vae_model, "vae"), "rnn": _model_params(layout.rnn_model, "rnn")}
+    progress = iterate_progress(layout)
+    return Experiment(layout=layout, env=_detect_env(layout, pipeline), pipeline=pipeline, controllers=controllers,
+                      params=params, iterate_config=progress.get("config", {}), rounds=progress.get("rounds", []))
+
+
+def round_real(entry: dict) -> dict:
+    """An iterative round's real evaluation as an evaluation record (mean, std, episodes)."""
+    return {"mean": entry["real_mean"], "std": entry["real_std"], "episodes": entry["real_episodes"]}
+
+
+def portable(text: str, experiment: Experiment) -> str:
+    """`text` with the experiment folder's absolute path made relative (inside it) or replaced by its name, so a
+    committed report names no folder of the machine that wrote it."""
+    root = str(experiment.root)
+    return text.replace(root + os.sep, "").replace(root, experiment.name)
+
+
+def portable_command(command: str, experiment: Experiment) -> str:
+    """The recorded command with an absolute `--exp_dir` given as the experiment's name (a relative one, as the
+    user typed it, stays)."""
+    return re.sub(r"--exp_dir=(/|[A-Za-z]:[\\/]|~)\S*", f"--exp_dir={experiment.name}", portable(command, experiment))
+
+
+def exp_dir_argument(experiment: Experiment) -> str:
+    """The experiment folder for a command the report suggests: as the pipeline's command gave it when relative,
+    else its name."""
+    command = portable_command((experiment.pipeline or {}).get("command") or "", experiment)
+    match = re.search(r"--exp_dir=(\S+)", command)
+    return match.group(1) if match else experiment.name

@@ -1,0 +1,88 @@
+"""`scores.json`: the report's numbers in the format of `results/*/scores.json` (see RESULTS.md), which scripts
+and readers can trust without parsing Markdown: the task, config, command, commit, total stage time, machine, and
+one row per scored controller (its dream and real mean, std and episodes), exactly one of them the run's result.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from run.report_data import ControllerResult, Experiment, portable_command, round_real
+from run.report_tables import dream_record, earlier_attempts_seconds
+
+
+def _score(record: dict | None) -> dict | None:
+    """{mean, std, episodes} of an evaluation record, or None where it was not run."""
+    if not record or "mean" not in record:
+        return None
+    episodes = record.get("episodes") or len(record.get("scores", []))
+    return {"mean": round(float(record["mean"]), 1), "std": round(float(record["std"]), 1), "episodes": episodes}
+
+
+def _row_name(variant: str, temperature: float | None, round_: int | None, real_vizdoom: bool = False) -> str:
+    """'full, tau 1.15, round 2': the controller's variant, its dream's tau (or real VizDoom, where a Doom C
+    trained outside the dream) and, when the run had iterative rounds, its round."""
+    name = variant + (f", tau {temperature:g}" if temperature is not None else "")
+    name += ", trained in real VizDoom" if real_vizdoom else ""
+    return name + (f", round {round_}" if round_ is not None else "")
+
+
+def _controller_row(run: ControllerResult, with_rounds: bool) -> dict[str, Any]:
+    row = {"name": _row_name(run.variant, run.temperature, 0 if with_rounds else None, run.train_env == "doom"),
+           "controller": run.variant}
+    if run.temperature is not None:
+        row["temperature"] = run.temperature
+    row.update(round=0, dream=_score(dream_record(run)), real=_score(run.real), result=False)
+    return row
+
+
+def _round_rows(experiment: Experiment) -> list[dict[str, Any]]:
+    """One row per iterative round after round 0: its full C's dream (CMA mean) and real scores."""
+    temperature = experiment.iterate_config.get("temperature") if experiment.env == "doom" else None
+    rows = []
+    for entry in experiment.later_rounds:
+        row = {"name": _row_name("full", temperature, entry["round"]), "controller": "full"}
+        if temperature is not None:
+            row["temperature"] = temperature
+        row.update(round=entry["round"], dream=_score(entry.get("dream")), real=_score(round_real(entry)),
+                   result=False)
+        rows.append(row)
+    return rows
+
+
+def _result_index(experiment: Experiment, rows: list[dict]) -> int | None:
+    """The row the run stands for: its last iterative round, else the full C at the run's temperature (the
+    pipeline's own), else the first full C, else the first row."""
+    if not rows:
+        return None
+    if experiment.later_rounds:
+        return len(rows) - 1
+    temperature = ((experiment.pipeline or {}).get("config") or {}).get("temperature")
+    full = [i for i, row in enumerate(rows) if row["controller"] == "full"]
+    at_temperature = [i for i in full if temperature is None or rows[i].get("temperature") in (None, temperature)]
+    return (at_temperature or full or [0])[0]
+
+
+def _machine(pipeline: dict) -> dict[str, Any] | None:
+    machine = pipeline.get("machine")
+    if not machine:
+        return None
+    return {"cpu": machine.get("cpu"), "cores": machine.get("usable_cores") or machine.get("cores"),
+            "gpu": ", ".join(machine.get("gpus") or []) or None, "tensorflow": machine.get("tensorflow")}
+
+
+def scores_record(experiment: Experiment) -> dict[str, Any]:
+    """The experiment's `scores.json` (RESULTS.md); fields the experiment did not record are None."""
+    pipeline = experiment.pipeline or {}
+    with_rounds = bool(experiment.later_rounds)
+    rows = [_controller_row(run, with_rounds) for run in experiment.controllers] + _round_rows(experiment)
+    rows = [row for row in rows if row["dream"] or row["real"]]  # a C not scored yet has no row
+    result = _result_index(experiment, rows)
+    if result is not None:
+        rows[result]["result"] = True
+    total = pipeline.get("total_seconds")
+    return {"task": experiment.env, "config": pipeline.get("config_name"),
+            "command": portable_command(pipeline["command"], experiment) if pipeline.get("command") else None,
+            "commit": pipeline.get("commit"),
+            "total_seconds": None if total is None else round(total + earlier_attempts_seconds(pipeline)),
+            "machine": _machine(pipeline), "rows": rows}
