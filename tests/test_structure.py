@@ -35,3 +35,12 @@ def test_library_packages_never_import_run():
 def test_ruff_is_clean():
     result = _run([sys.executable, "-m", "ruff", "check", "."])
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_random_collection_loads_no_tensorflow():
+    """Collection workers playing a model-free policy import run.collect and envs.policies only: TensorFlow would
+    cost each of them seconds and hundreds of MB at start."""
+    code = "import sys, run.collect, envs.policies; print('tensorflow' in sys.modules)"
+    result = _run([sys.executable, "-c", code])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"

@@ -1,0 +1,84 @@
+"""Policies that need no model: the paper's random data policies and the dream audit's fixed probes.
+
+A policy factory gives a fresh policy per episode from that episode's random generator, so an episode is
+reproducible from its seed alone. A policy maps the current 64x64x3 frame to an action (float32 vector). These
+import no TensorFlow, so collection workers that play them start fast; the policies that play V, M and C live in
+`controller.policies`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import numpy as np
+
+Policy = Callable[[np.ndarray], np.ndarray]
+PolicyFactory = Callable[[np.random.Generator], Policy]
+
+
+def held_uniform_policy(rng: np.random.Generator, action_size: int = 1, min_hold: int = 1,
+                        max_hold: int = 10) -> Policy:
+    """The paper's Doom random policy: a uniform action in [-1, 1] held for 1-10 frames, then redrawn."""
+    state = {"action": np.zeros(action_size, np.float32), "left": 0}
+
+    def act(frame: np.ndarray) -> np.ndarray:
+        if state["left"] == 0:
+            state["action"] = rng.uniform(-1.0, 1.0, action_size).astype(np.float32)
+            state["left"] = int(rng.integers(min_hold, max_hold + 1))
+        state["left"] -= 1
+        return state["action"].copy()
+
+    return act
+
+
+def constant_policy(value: float, rng: np.random.Generator | None = None, action_size: int = 1) -> Policy:
+    """One action for the whole episode: the dream audit's "always left/right" and "stand still" probes, and the
+    iterative procedure's real episodes of a policy the audit flagged as a hole in M."""
+    action = np.full(action_size, value, np.float32)
+    return lambda frame: action.copy()
+
+
+def brownian_driving_policy(rng: np.random.Generator, steer_step: float = 0.1) -> Policy:
+    """A CarRacing exploration policy that needs no model: steering is a random walk in [-1, 1] (step
+    N(0, steer_step)), gas is a level in [0.3, 1] redrawn every 10-50 frames, and 5 % of frames start a short
+    brake of 0.2-0.8 for 1-10 frames. It drives off and back onto the track often, which is what V needs to see.
+    """
+    state = {"steer": 0.0, "gas": 0.6, "gas_left": 0, "brake": 0.0, "brake_left": 0}
+
+    def act(frame: np.ndarray) -> np.ndarray:
+        state["steer"] = float(np.clip(state["steer"] + rng.normal(0.0, steer_step), -1.0, 1.0))
+        if state["gas_left"] == 0:
+            state["gas"], state["gas_left"] = float(rng.uniform(0.3, 1.0)), int(rng.integers(10, 51))
+        state["gas_left"] -= 1
+        if state["brake_left"] == 0 and rng.random() < 0.05:
+            state["brake"], state["brake_left"] = float(rng.uniform(0.2, 0.8)), int(rng.integers(1, 11))
+        braking = state["brake_left"] > 0
+        state["brake_left"] = max(0, state["brake_left"] - 1)
+        return np.array([state["steer"], 0.0 if braking else state["gas"],
+                         state["brake"] if braking else 0.0], np.float32)
+
+    return act
+
+
+RANDOM_POLICIES: dict[str, dict[str, Callable[..., Policy]]] = {
+    "doom": {"held_uniform": held_uniform_policy, "always_left": functools.partial(constant_policy, -1.0),
+             "always_right": functools.partial(constant_policy, 1.0),
+             "stand_still": functools.partial(constant_policy, 0.0)},
+    "carracing": {"brownian": brownian_driving_policy},
+}
+MODEL_POLICIES = ("random_weights", "controller")  # play V, M and C: they need TensorFlow (controller.policies)
+DEFAULT_POLICY = {"doom": "held_uniform", "carracing": "brownian"}
+
+
+def policy_names(env: str) -> list[str]:
+    """The policies `run.collect --policy` accepts for `env`."""
+    return sorted(RANDOM_POLICIES[env]) + list(MODEL_POLICIES)
+
+
+def random_policy_factory(env: str, name: str) -> PolicyFactory:
+    """The factory of the model-free policy `name` for `env`; unknown names raise `ValueError`."""
+    policies = RANDOM_POLICIES[env]
+    if name not in policies:
+        raise ValueError(f"unknown policy {name!r} for {env}; choose from {policy_names(env)}")
+    return policies[name]
