@@ -50,6 +50,16 @@ class ControllerRun:
         """Per-episode scores of this controller in `env` (controller.evaluate)."""
         return self.folder / f"evaluation_{env}.json"
 
+    @property
+    def config(self) -> Path:
+        """The settings a resumed run must share with this one."""
+        return self.folder / "config.json"
+
+    @property
+    def dream_evaluation(self) -> Path:
+        """This controller's score in the dream (run.temperature_sweep)."""
+        return self.folder / "dream_evaluation.json"
+
     def histogram(self, env: str) -> Path:
         return self.folder / f"histogram_{env}.png"
 
@@ -79,6 +89,11 @@ class ExperimentLayout:
     @property
     def rollouts(self) -> Path:
         return self.root / "rollouts"
+
+    @property
+    def collect_manifest(self) -> Path:
+        """What the rollouts were collected with: a resumed collection must agree with it."""
+        return self.rollouts / "collect.json"
 
     @property
     def series(self) -> Path:
@@ -146,6 +161,21 @@ class ExperimentLayout:
     @property
     def iterate(self) -> Path:
         return self.root / "iterate"
+
+    @property
+    def iterate_progress(self) -> Path:
+        """The iterative rounds' scores so far (in round 0's layout): what the pipeline checks and the report
+        reads."""
+        return self.iterate / "progress.json"
+
+    @property
+    def iterate_table(self) -> Path:
+        """The iterative rounds as a Markdown table."""
+        return self.report / "iterate.md"
+
+    def temperature_table(self, suffix: str = ".json") -> Path:
+        """run.temperature_sweep's table, `.json` (data) or `.md`."""
+        return (self.report / "temperature_table").with_suffix(suffix)
 
     def round(self, k: int) -> ExperimentLayout:
         """Iterative round k's experiment folder; round 0 is this experiment itself."""

@@ -101,5 +101,8 @@ def quiet_tensorflow_startup() -> None:
     """
     if "tensorflow" in sys.modules:
         return
+    # TensorFlow's INFO lines at run time (tf.data's "Memory patch applied", ...) off too; warnings and errors stay.
+    # A user's own setting wins.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     if not any(isinstance(finder, _QuietTensorFlowFinder) for finder in sys.meta_path):
         sys.meta_path.insert(0, _QuietTensorFlowFinder())

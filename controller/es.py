@@ -161,6 +161,7 @@ def generation_line(record: dict, state: ESState, config: ESConfig) -> str:
             f"{record['seconds']:.1f}s, ETA {format_duration(eta)}")
 
 
-def write_history(folder: Path, state: ESState) -> None:
-    write_json(folder / "history.json", {"generations": state.history, "evaluations": state.evaluations,
+def write_history(path: Path, state: ESState) -> None:
+    """The generations' records and the evaluations (a controller run's `history.json`)."""
+    write_json(path, {"generations": state.history, "evaluations": state.evaluations,
                                          "best_fitness": state.best_fitness})

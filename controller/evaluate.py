@@ -16,17 +16,20 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+from absl import flags
 
-from common.errors import UserError
-from common.layout import experiment
+from common.errors import UserError, run_main
+from common.flags import ConfigFlags
+from common.layout import ControllerRun, experiment
 from common.paper import DOOM_RESOLUTION, DOOM_TEMPERATURE, EVAL_EPISODES
 from common.pool import check_worker_count
 from common.seeding import derive_seed
 from common.storage import file_digest, write_json
+from controller.agent import play_episode
 from controller.es import EVAL_SEED_OFFSET
 from controller.model import Controller
 from controller.plots import plot_score_histogram
-from controller.rollouts import RealEvaluator, RealSetup, controller_dir, load_agent, make_real_env
+from controller.rollouts import RealEvaluator, RealSetup, default_workers, load_agent, make_real_env
 
 EVAL_ENVS = ("carracing", "doom")
 
@@ -59,13 +62,15 @@ class EvaluateConfig:
 def default_controller_file(exp_dir, env: str) -> Path:
     """The controller a plain `--env` evaluates: CarRacing's full one, or for Doom the one trained in the dream
     at the paper's temperature (else the one trained in real Doom)."""
-    root = experiment(exp_dir, create=False).controller
-    candidates = [controller_dir(root, "carracing", "full")] if env == "carracing" else [
-        controller_dir(root, "doomrnn", "full", DOOM_TEMPERATURE), controller_dir(root, "doom", "full")]
-    candidates += sorted(root.glob(f"{'doom' if env == 'doom' else 'carracing'}*"))
-    for folder in candidates:
-        if (folder / "controller.json").exists():
-            return folder / "controller.json"
+    layout = experiment(exp_dir, create=False)
+    root = layout.controller
+    candidates = [layout.controller_run("carracing")] if env == "carracing" else [
+        layout.controller_run("doomrnn", "full", DOOM_TEMPERATURE), layout.controller_run("doom")]
+    task_runs = sorted(root.glob(f"{'doom' if env == 'doom' else 'carracing'}*"))
+    candidates += [ControllerRun(folder) for folder in task_runs]
+    for files in candidates:
+        if files.controller.exists():
+            return files.controller
     raise UserError(f"{root}: no trained {env} controller found; train one (python -m controller.train) or "
                     "pass --controller_file")
 
@@ -93,8 +98,9 @@ def evaluate_controller(exp_dir, config: EvaluateConfig, verbose: bool = True) -
               "episodes": int(scores.size),
               "mean": float(scores.mean()), "std": float(scores.std()), "scores": scores.tolist(),
               "seeds": seeds.tolist(), "max_steps": config.max_steps, "doom_resolution": config.doom_resolution}
-    write_json(path.parent / f"evaluation_{config.env}.json", result)
-    plot_score_histogram(scores, path.parent / f"histogram_{config.env}.png",
+    files = ControllerRun(path.parent)
+    write_json(files.evaluation(config.env), result)
+    plot_score_histogram(scores, files.histogram(config.env),
                          title=f"{config.env}, {controller.variant} controller")
     if config.video:
         record_video(setup, params, int(seeds[0]), Path(config.video))
@@ -109,7 +115,6 @@ def record_video(setup: RealSetup, params: np.ndarray, seed: int, out: Path, fps
     import imageio.v2 as imageio
     import tensorflow as tf
 
-    from controller.agent import play_episode
 
     agent = load_agent(setup)
     env = make_real_env(setup)
@@ -134,27 +139,18 @@ def record_video(setup: RealSetup, params: np.ndarray, seed: int, out: Path, fps
 
 def _config_flags():
     """The entry point's flags: EvaluateConfig's, with workers defaulting to one per core."""
-    from common.flags import ConfigFlags
-    from controller.rollouts import default_workers
-
     return ConfigFlags(EvaluateConfig, defaults=EvaluateConfig(workers=default_workers()))
 
 
 def main(argv) -> None:
-    from absl import flags
-
     evaluate_controller(flags.FLAGS.exp_dir, _config_flags().parse())
 
 
 def define_flags() -> None:
-    from absl import flags
-
     flags.DEFINE_string("exp_dir", None, "Experiment folder with vae/, rnn/ and controller/.", required=True)
     _config_flags().define()
 
 
 if __name__ == "__main__":
-    from common.errors import run_main
-
     define_flags()
     run_main(main)

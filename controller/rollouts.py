@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 import envs
-from common.layout import controller_run_name, experiment
+from common.layout import experiment
 from common.pool import WorkerPool
 from common.threads import limit_tensorflow_threads
 from controller.agent import Agent, play_episode
@@ -106,8 +105,3 @@ class DreamEvaluator:
 
 def default_workers() -> int:
     return max(1, os.cpu_count() or 1)
-
-
-def controller_dir(root: Path, env: str, variant: str, temperature: float | None = None) -> Path:
-    """`root/<env>_<variant>[_t<tau>]` (`common.layout.controller_run_name`) under a `controller/` folder."""
-    return root / controller_run_name(env, variant, temperature)

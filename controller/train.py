@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from absl import flags
 
-from common.errors import UserError
+from common.errors import UserError, run_main
+from common.flags import ConfigFlags
 from common.layout import ControllerRun, experiment
 from common.paper import DOOM_RESOLUTION, DOOM_TEMPERATURE, EPISODE_STEPS
 from common.pool import check_worker_count
@@ -39,7 +41,7 @@ from controller.es import (
 )
 from controller.model import Controller
 from controller.plots import plot_training_progress
-from controller.rollouts import DreamEvaluator, RealEvaluator, RealSetup, controller_dir
+from controller.rollouts import DreamEvaluator, RealEvaluator, RealSetup, default_workers
 from envs.dream import load_dream
 from rnn.model import load_rnn
 
@@ -87,8 +89,9 @@ class ControllerTrainConfig:
         return self.max_steps or EPISODE_STEPS[self.model_env()]
 
 
-def output_dir(exp_dir: str | Path, config: ControllerTrainConfig) -> Path:
-    return controller_dir(experiment(exp_dir).controller, config.env, config.controller,
+def output_run(exp_dir: str | Path, config: ControllerTrainConfig) -> ControllerRun:
+    """This training's folder, `controller/<env>_<variant>[_t<tau>]/`."""
+    return experiment(exp_dir).controller_run(config.env, config.controller,
                           config.temperature if config.env == "doomrnn" else None)
 
 
@@ -106,14 +109,14 @@ def _identity(config: ControllerTrainConfig, controller: Controller) -> dict[str
             "max_steps": config.max_episode_steps()}
 
 
-def _open_state(out: Path, config: ControllerTrainConfig, controller: Controller) -> ESState:
+def _open_state(files: ControllerRun, config: ControllerTrainConfig, controller: Controller) -> ESState:
     identity = _identity(config, controller)
-    checkpoint = out / "es.pkl"
+    checkpoint = files.es_state
     if checkpoint.exists():
-        recorded = read_json(out / "config.json")
+        recorded = read_json(files.config)
         differing = sorted(key for key in identity if recorded.get(key) != identity[key])
         if differing:
-            raise UserError(f"{out}: a run with other settings ({', '.join(differing)}) is checkpointed here; "
+            raise UserError(f"{files.folder}: a run with other settings ({', '.join(differing)}) is checkpointed here; "
                             "use another --exp_dir or remove that folder")
         return load_state(checkpoint)
     x0 = None
@@ -122,7 +125,7 @@ def _open_state(out: Path, config: ControllerTrainConfig, controller: Controller
         if init_controller != controller:
             raise UserError(f"{config.init_file}: a {init_controller.env} '{init_controller.variant}' controller, "
                             f"but this run trains {controller.env} '{controller.variant}'")
-    write_json(out / "config.json", identity)
+    write_json(files.config, identity)
     return new_state(controller.num_params, config.es, x0)
 
 
@@ -133,7 +136,8 @@ def _dream_dynamics(exp_dir, config: ControllerTrainConfig):
 def train_controller(exp_dir: str | Path, config: ControllerTrainConfig, verbose: bool = True) -> Path:
     """Runs CMA-ES until `config.es.generations`, resuming from the folder's checkpoint; returns the folder."""
     config = config.validated()
-    out = output_dir(exp_dir, config)
+    files = output_run(exp_dir, config)
+    out = files.folder
     out.mkdir(parents=True, exist_ok=True)
     model_env = config.model_env()
     if config.env == "doomrnn":
@@ -146,12 +150,12 @@ def train_controller(exp_dir: str | Path, config: ControllerTrainConfig, verbose
         controller = Controller(model_env, config.controller, rnn.z_size, rnn.hidden_size)
         evaluate = RealEvaluator(_real_setup(exp_dir, config, controller, model_env), config.workers,
                                  config.episode_timeout)
-    state = _open_state(out, config, controller)
+    state = _open_state(files, config, controller)
     real_check = None
     if config.env == "doomrnn" and config.real_eval_every > 0:
         real_check = RealEvaluator(_real_setup(exp_dir, config, controller, "doom"), config.workers,
                                    config.episode_timeout)
-    writer = SummaryWriter(ControllerRun(out).tensorboard)
+    writer = SummaryWriter(files.tensorboard)
     writer.hyperparameters(dataclasses.asdict(config), state.generation)
     say = print if verbose else (lambda *args, **kwargs: None)
     if state.generation >= config.es.generations:
@@ -175,7 +179,7 @@ def train_controller(exp_dir: str | Path, config: ControllerTrainConfig, verbose
             if real_check is not None and (generation % config.real_eval_every == 0
                                            or generation == config.es.generations):
                 _real_check(state, config, real_check, logs, say)
-            _checkpoint(out, state, controller, config)
+            _checkpoint(files, state, controller, config)
             writer.scalars(generation, logs)
             writer.flush()
             say(generation_line(record, state, config.es))
@@ -200,44 +204,35 @@ def _real_check(state: ESState, config: ControllerTrainConfig, real_check: RealE
         f"{scores.size} real episodes (last dream evaluation {dream:.1f})")
 
 
-def _checkpoint(out: Path, state: ESState, controller: Controller, config: ControllerTrainConfig) -> None:
+def _checkpoint(files: ControllerRun, state: ESState, controller: Controller, config: ControllerTrainConfig) -> None:
     """Everything of this generation, each file atomic; es.pkl last, so a resume never skips a written result."""
     info = {"generation": state.generation, "env": config.env}
-    controller.save(out / "controller.json", np.asarray(state.strategy.mean, np.float32), **info)
+    controller.save(files.controller, np.asarray(state.strategy.mean, np.float32), **info)
     if state.best_params is not None:
-        controller.save(out / "best.json", state.best_params, fitness=state.best_fitness, **info)
-    write_history(out, state)
-    plot_training_progress(state.history, [e for e in state.evaluations if "mean" in e], out / "progress.png",
+        controller.save(files.best, state.best_params, fitness=state.best_fitness, **info)
+    write_history(files.history, state)
+    plot_training_progress(state.history, [e for e in state.evaluations if "mean" in e], files.progress_plot,
                            title=f"CMA-ES, {config.env}, '{controller.variant}' controller",
                            real_checks=[e for e in state.evaluations if "real_mean" in e])
-    save_state(out / "es.pkl", state)
+    save_state(files.es_state, state)
 
 
 def _config_flags():
     """The entry point's flags: ControllerTrainConfig's and its ESConfig's; workers default to one per core."""
-    from common.flags import ConfigFlags
-    from controller.rollouts import default_workers
-
     return ConfigFlags(ControllerTrainConfig, defaults=ControllerTrainConfig(workers=default_workers()))
 
 
 def main(argv) -> None:
-    from absl import flags
-
     start = time.perf_counter()
     out = train_controller(flags.FLAGS.exp_dir, _config_flags().parse())
     print(f"controller: done in {time.perf_counter() - start:.0f}s; {out / 'controller.json'}")
 
 
 def define_flags() -> None:
-    from absl import flags
-
     flags.DEFINE_string("exp_dir", None, "Experiment folder with vae/vae.keras and rnn/rnn.keras.", required=True)
     _config_flags().define()
 
 
 if __name__ == "__main__":
-    from common.errors import run_main
-
     define_flags()
     run_main(main)

@@ -32,180 +32,19 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
+from absl import flags, logging
 
-from common.errors import DataError, UserError
+from common.errors import DataError, UserError, run_main
+from common.flags import ConfigFlags
 from common.layout import ExperimentLayout, experiment
-from common.paper import LSTM_UNITS, NUM_MIXTURES, RNN_TRAINING
 from common.progress import Progress
-from common.storage import atomic_path, read_json, write_json
+from common.storage import read_json, write_json
 from common.tensorboard import SummaryWriter, TrainingScalars
-from common.training import TrainingCheckpoint, apply_if_finite, check_finite, checkpoint_on_interrupt
+from common.training import TrainingCheckpoint, check_finite, checkpoint_on_interrupt
+from rnn.config import RNNTrainConfig
 from rnn.data import BATCH_KEYS, EpisodeBatches, SeriesSet, StreamBatches, load_series, split_episodes
-from rnn.model import MDNRNN, MixtureParams, done_loss, load_rnn, mixture_nll_sum
-
-# The paper's settings per task (appendix; the Doom step count follows the 2018 code's ~24,000).
-PAPER_DEFAULTS = {env: {**RNN_TRAINING[env], "hidden": LSTM_UNITS[env], "predict_done": env == "doom"}
-                  for env in ("carracing", "doom")}
-BEST_METRICS = ("total", "z_nll", "restart")
-
-
-@dataclasses.dataclass(frozen=True)
-class RNNTrainConfig:
-    """How to train M; None means the paper's value for the series' env (see PAPER_DEFAULTS)."""
-
-    steps: int | None = None  # total optimiser steps (CarRacing 4,000, Doom 24,000)
-    batch_size: int | None = None  # sequences (CarRacing) or streams (Doom) per batch: 100
-    seq_len: int | None = None  # steps per sequence / chunk (CarRacing 999, Doom 500)
-    hidden: int | None = None  # LSTM units (CarRacing 256, Doom 512)
-    predict_done: bool | None = None  # restart input, death output and streams (Doom)
-    num_mixtures: int = NUM_MIXTURES  # Gaussians per latent dimension (paper)
-    learning_rate: float = 1e-3  # Adam's starting rate (2018 code)
-    min_learning_rate: float = 1e-5  # the rate it decays to
-    decay_rate: float = 0.99999  # lr = (start - min) * decay_rate^step + min
-    grad_clip: float = 1.0  # gradients clipped by value to +-grad_clip
-    restart_weight: float = 10.0  # weight of positive (death) targets in the restart loss (2018 Doom code)
-    val_episodes: int = 0  # held-out episodes; 0: use val_fraction
-    val_fraction: float = 0.05  # share of episodes held out when val_episodes is 0 (0: no validation)
-    val_pattern: str | None = None  # hold out only episodes whose file name matches this glob (iterative
-    # training validates on the new round's own episodes, where the old M is wrong); None: any episode
-    eval_every: int = 200  # steps between validations (and best-model checks)
-    checkpoint_every: int = 200  # steps between checkpoints (also saved at the end and on Ctrl-C)
-    log_every: int = 10  # steps between TensorBoard scalars
-    early_stop_patience: int = 0  # stop after this many validations without a better death loss (z NLL for
-    # CarRacing); 0 = off
-    best_metric: str = "total"  # which validation loss picks rnn.keras: total, z_nll or restart
-    seed: int = 0  # drives the weights, the split, the batch order and the sampled z
-    resume: bool = True  # continue from the last checkpoint; False discards the old run
-    init_model: str | None = None  # fine-tune: start from this rnn.keras's weights (iterative training)
-
-    def resolved(self, env: str) -> RNNTrainConfig:
-        """The config with every None replaced by the paper's value for `env`, validated."""
-        filled = {k: v for k, v in PAPER_DEFAULTS[env].items() if getattr(self, k) is None}
-        config = dataclasses.replace(self, **filled)
-        for name in ("steps", "batch_size", "seq_len", "hidden", "num_mixtures", "eval_every",
-                     "checkpoint_every", "log_every"):
-            if getattr(config, name) < 1:
-                raise UserError(f"--{name}={getattr(config, name)}: must be at least 1")
-        for name in ("learning_rate", "grad_clip", "restart_weight"):
-            value = getattr(config, name)
-            if not (value > 0 and math.isfinite(value)):
-                raise UserError(f"--{name}={value}: must be a positive number")
-        if not 0 <= config.val_fraction < 1 or config.val_episodes < 0:
-            raise UserError(f"--val_fraction={config.val_fraction} must be in [0, 1), --val_episodes >= 0")
-        if config.early_stop_patience < 0:
-            raise UserError(f"--early_stop_patience={config.early_stop_patience}: must be >= 0")
-        if config.best_metric not in BEST_METRICS:
-            raise UserError(f"--best_metric={config.best_metric}: must be one of {', '.join(BEST_METRICS)}")
-        if config.best_metric == "restart" and not config.predict_done:
-            raise UserError("--best_metric=restart needs the death output (Doom)")
-        return config
-
-
-@keras.saving.register_keras_serializable(package="worldmodels")
-class PaperDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """lr(step) = (initial - minimum) * decay_rate^step + minimum: the 2018 code's exponential decay to 1e-5."""
-
-    def __init__(self, initial: float = 1e-3, minimum: float = 1e-5, decay_rate: float = 0.99999):
-        self.initial, self.minimum, self.decay_rate = initial, minimum, decay_rate
-
-    def __call__(self, step: Any) -> tf.Tensor:
-        step = tf.cast(step, tf.float32)
-        return (self.initial - self.minimum) * tf.pow(self.decay_rate, step) + self.minimum
-
-    def get_config(self) -> dict[str, float]:
-        return {"initial": self.initial, "minimum": self.minimum, "decay_rate": self.decay_rate}
-
-
-# ---- the losses and the compiled steps ----
-
-def sample_z(mu: tf.Tensor, logvar: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    """z ~ N(mu, exp(logvar)) with a stateless seed: a fresh draw for every batch (paper), repeatable."""
-    return mu + tf.exp(0.5 * logvar) * tf.random.stateless_normal(tf.shape(mu), seed=seed)
-
-
-def loss_sums(model: MDNRNN, batch: dict[str, tf.Tensor], seed: tf.Tensor, initial_state: Any = None,
-              restart_weight: float = 10.0) -> tuple[dict[str, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
-    """Teacher forcing on one batch (see rnn.data): sums and counts of the z NLL (`mixture_nll_sum`, over valid
-    steps and dimensions) and of the weighted death cross-entropy (over real steps), and the final LSTM state."""
-    z = sample_z(batch["mu"], batch["logvar"], seed)
-    inputs = {"z": z[:, :-1], "action": batch["action"], "restart": batch["restart"]}
-    outputs, state = model(inputs, initial_state=initial_state, training=True)
-    params = MixtureParams(outputs["logits"], outputs["mu"], outputs["log_sigma"])
-    z_nll, z_count = mixture_nll_sum(params, z[:, 1:], batch["z_mask"])
-    sums = {"z_nll": z_nll, "z_count": z_count,
-            "restart": tf.constant(0.0), "restart_count": tf.reduce_sum(batch["step_mask"])}
-    if model.predict_done:
-        count = tf.maximum(sums["restart_count"], 1.0)
-        sums["restart"] = done_loss(outputs["done_logit"], batch["done"], batch["step_mask"],
-                                    restart_weight) * count
-    return sums, state
-
-
-def mean_losses(sums: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-    """{z_nll, restart, total} means from `loss_sums`."""
-    z_nll = sums["z_nll"] / tf.maximum(sums["z_count"], 1.0)
-    restart = sums["restart"] / tf.maximum(sums["restart_count"], 1.0)
-    return {"z_nll": z_nll, "restart": restart, "total": z_nll + restart}
-
-
-def make_train_step(model: MDNRNN, optimizer: keras.optimizers.Optimizer, step: tf.Variable,
-                    carried: tuple[tf.Variable, tf.Variable] | None, config: RNNTrainConfig) -> Callable:
-    """A compiled step on a batch dict (plus "reset", 1.0 where carried streams restart) -> losses, finite.
-
-    The update, the step count and the carried state advance together, and only when the loss and every
-    gradient are finite (`apply_if_finite`), so a NaN never reaches the weights (or a checkpoint); the caller
-    stops on it.
-    """
-    variables = model.trainable_variables
-
-    @tf.function
-    def train_step(batch: dict[str, tf.Tensor]) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
-        seed = tf.stack([tf.constant(config.seed, tf.int64), step])
-        initial = None
-        if carried is not None:
-            keep = 1.0 - batch["reset"]
-            initial = (carried[0] * keep, carried[1] * keep)  # truncated backprop: the state is a constant
-        with tf.GradientTape() as tape:
-            sums, state = loss_sums(model, batch, seed, initial, config.restart_weight)
-            losses = mean_losses(sums)
-        gradients = tape.gradient(losses["total"], variables)
-
-        def advance() -> None:
-            step.assign_add(1)
-            if carried is not None:
-                carried[0].assign(state[0])
-                carried[1].assign(state[1])
-
-        return losses, apply_if_finite(optimizer, gradients, variables, losses["total"], config.grad_clip, advance)
-
-    return train_step
-
-
-def make_eval_step(model: MDNRNN) -> Callable:
-    """A compiled forward pass on a validation batch -> `loss_sums` (any batch and sequence length)."""
-
-    @tf.function(reduce_retracing=True)
-    def eval_step(batch: dict[str, tf.Tensor], seed: tf.Tensor) -> dict[str, tf.Tensor]:
-        return loss_sums(model, batch, seed)[0]
-
-    return eval_step
-
-
-def evaluate(eval_step: Callable, batches: EpisodeBatches, seed: int) -> dict[str, float]:
-    """Validation losses over whole episodes, with the same z draws every time (comparable across steps)."""
-    totals: dict[str, float] = {}
-    for i, batch in enumerate(batches.full_episodes()):
-        sums = eval_step(batch, tf.constant([seed + 1_000_003, i], tf.int64))
-        for key, value in sums.items():
-            totals[key] = totals.get(key, 0.0) + float(value)
-    return {k: float(v) for k, v in mean_losses({k: tf.constant(v) for k, v in totals.items()}).items()}
-
-
-def save_model(model: MDNRNN, path: Path) -> None:
-    """Saves `model` as a `.keras` file, atomically."""
-    with atomic_path(path, suffix=".keras") as tmp:
-        model.save(tmp)
-
+from rnn.model import MDNRNN, load_rnn
+from rnn.steps import PaperDecay, evaluate, make_eval_step, make_train_step, save_model
 
 # ---- the data: series, split and batches ----
 
@@ -482,26 +321,16 @@ def train_rnn(exp_dir: str | Path, config: RNNTrainConfig = RNNTrainConfig(), ve
 
 
 def main(argv: Any) -> None:
-    from absl import flags, logging
-
-    from common.flags import ConfigFlags
-
     logging.set_verbosity(logging.WARNING)  # TF's checkpoint saver logs a line at INFO on every save
     train_rnn(flags.FLAGS.exp_dir, ConfigFlags(RNNTrainConfig).parse())
 
 
 def define_flags() -> None:
-    from absl import flags
-
-    from common.flags import ConfigFlags
-
     flags.DEFINE_string("exp_dir", None, "Experiment folder: reads EXP_DIR/series/, writes EXP_DIR/rnn/.",
                         required=True)
     ConfigFlags(RNNTrainConfig).define()
 
 
 if __name__ == "__main__":
-    from common.errors import run_main
-
     define_flags()
     run_main(main)

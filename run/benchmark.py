@@ -26,6 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from common.errors import UserError, run_main
+from common.paper import DOOM_TEMPERATURE
+from common.storage import write_json
+
 
 def _steps_per_second(step: Callable[[], bool], reset: Callable[[], None], seconds: float) -> float:
     reset()
@@ -163,12 +167,12 @@ def benchmark_dream(seconds: float = 5.0) -> dict:
     rnn.head.set_weights([kernel, bias])
     rng = np.random.default_rng(0)
     dynamics = DreamDynamics(rnn, rng.normal(size=(100, 64)).astype(np.float32),
-                             np.full((100, 64), -2.0, np.float32), temperature=1.15)
+                             np.full((100, 64), -2.0, np.float32), temperature=DOOM_TEMPERATURE)
     controller = Controller("doom", "full")
     population = rng.normal(0, 0.1, (64, controller.num_params)).astype(np.float32)
     evaluate = DreamEvaluator(dynamics, controller)
     short = DreamDynamics(rnn, rng.normal(size=(100, 64)).astype(np.float32),
-                          np.full((100, 64), -2.0, np.float32), temperature=1.15, max_steps=64)
+                          np.full((100, 64), -2.0, np.float32), temperature=DOOM_TEMPERATURE, max_steps=64)
     DreamEvaluator(short, controller)(population, np.arange(16))  # trace
     start = time.perf_counter()
     DreamEvaluator(short, controller)(population, np.arange(16))
@@ -180,14 +184,14 @@ def benchmark_dream(seconds: float = 5.0) -> dict:
                "dream_vs_real_ratio": dream / real, "dream_generation_64x16_seconds": generation,
                "dream_generation_mean_steps": float(returns.mean())}
     # The same with the two large matmuls in bfloat16 (controller.train --dream_bfloat16).
-    short = DreamDynamics(rnn, short.initial_mu, short.initial_logvar, temperature=1.15, max_steps=64,
+    short = DreamDynamics(rnn, short.initial_mu, short.initial_logvar, temperature=DOOM_TEMPERATURE, max_steps=64,
                           bfloat16=True)
     DreamEvaluator(short, controller)(population, np.arange(16))  # trace
     start = time.perf_counter()
     DreamEvaluator(short, controller)(population, np.arange(16))
     results["dream_bfloat16_1024_steps_per_s"] = 1024 * 64 / (time.perf_counter() - start)
     results["dream_bfloat16_vs_real_ratio"] = results["dream_bfloat16_1024_steps_per_s"] / real
-    full = DreamDynamics(rnn, short.initial_mu, short.initial_logvar, temperature=1.15, bfloat16=True)
+    full = DreamDynamics(rnn, short.initial_mu, short.initial_logvar, temperature=DOOM_TEMPERATURE, bfloat16=True)
     start = time.perf_counter()
     DreamEvaluator(full, controller)(population, np.arange(16))
     results["dream_bfloat16_generation_64x16_seconds"] = time.perf_counter() - start
@@ -233,9 +237,6 @@ def run_benchmarks(cases: list[str], work_dir: Path) -> dict:
 def main(argv) -> None:
     from absl import flags
 
-    from common.errors import UserError
-    from common.storage import write_json
-
     FLAGS = flags.FLAGS
     cases = [case for case in FLAGS.cases.split(",") if case]
     unknown = sorted(set(cases) - set(CASES))
@@ -250,8 +251,6 @@ def main(argv) -> None:
 
 if __name__ == "__main__":
     from absl import flags
-
-    from common.errors import run_main
 
     flags.DEFINE_string("cases", ",".join(CASES), f"Comma-separated cases: {', '.join(CASES)}.")
     flags.DEFINE_string("work_dir", None, "Folder for the benchmark's data (default: a new temporary one).")

@@ -19,10 +19,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from common.paper import DOOM_TEMPERATURE
 from common.storage import episode_name, write_npz
+from rnn.config import RNNTrainConfig
 from rnn.data import EpisodeBatches, StreamBatches, load_series
 from rnn.model import MDNRNN, ResettableLSTM, sample_mixture
-from rnn.train import PaperDecay, RNNTrainConfig, make_train_step
+from rnn.steps import PaperDecay, make_train_step
 
 
 def write_synthetic_series(folder: Path, env: str = "doom", episodes: int = 8, length: tuple[int, int] = (40, 80),
@@ -74,7 +76,7 @@ def next_state_latency(model: MDNRNN, repeats: int = 500) -> float:
     return _timed(lambda: model.next_state(z, action, state, restart), repeats)
 
 
-def dream_step_rate(model: MDNRNN, batch: int = 1024, steps: int = 20, temperature: float = 1.15) -> float:
+def dream_step_rate(model: MDNRNN, batch: int = 1024, steps: int = 20, temperature: float = DOOM_TEMPERATURE) -> float:
     """Batched dream steps per second (each advancing `batch` dreams) inside one tf.while_loop."""
     @tf.function
     def run(z: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:

@@ -28,7 +28,7 @@ from absl import flags
 import envs
 from common.errors import UserError, run_main
 from common.flags import ConfigFlags
-from common.layout import experiment
+from common.layout import ExperimentLayout, experiment
 from common.paper import DOOM_RESOLUTION, EPISODE_STEPS, RANDOM_ROLLOUTS, TASKS
 from common.pool import WorkerPool, check_worker_count
 from common.progress import Progress
@@ -169,8 +169,8 @@ def is_complete(path: Path) -> bool:
     return set(ROLLOUT_SCHEMA) <= names
 
 
-def _check_manifest(folder: Path, config: CollectConfig) -> None:
-    manifest = folder / "collect.json"
+def _check_manifest(layout: ExperimentLayout, config: CollectConfig) -> None:
+    folder, manifest = layout.rollouts, layout.collect_manifest
     identity = config.identity()
     if manifest.exists():
         recorded = read_json(manifest)
@@ -190,9 +190,10 @@ def collect_rollouts(exp_dir: str | os.PathLike, config: CollectConfig | None = 
     Fields given as keyword arguments override `config`. Returns the episode files in index order.
     """
     config = dataclasses.replace(config or CollectConfig(), **fields).resolved()
-    folder = experiment(exp_dir).rollouts
+    layout = experiment(exp_dir)
+    folder = layout.rollouts
     folder.mkdir(parents=True, exist_ok=True)
-    _check_manifest(folder, config)
+    _check_manifest(layout, config)
     for stale in folder.glob(".ep*.tmp*"):  # temporary files of a killed run: never complete
         stale.unlink(missing_ok=True)
     paths = [folder / episode_name(index) for index in range(config.episodes)]
@@ -204,7 +205,8 @@ def collect_rollouts(exp_dir: str | os.PathLike, config: CollectConfig | None = 
         workers = min(config.workers, len(todo))
         models_dir = str(Path(config.models_dir or exp_dir).resolve())
         with WorkerPool(workers, _collect_episode, _init_worker, (config, str(folder), models_dir),
-                        task_timeout=config.episode_timeout, describe=lambda index: f"episode {index}") as pool:
+                        task_timeout=config.episode_timeout, describe=lambda index: f"episode {index}",
+                        error_log=layout.worker_errors) as pool:
             for _, (_, steps, _) in pool.imap_unordered(todo):
                 progress.update(1, rate_count=steps)
     progress.close()

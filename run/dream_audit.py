@@ -12,17 +12,25 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
+from absl import flags
 
-from common.errors import UserError
+import envs
+from common.errors import UserError, run_main
+from common.flags import ConfigFlags
 from common.layout import experiment
 from common.paper import DOOM_RESOLUTION, DOOM_TEMPERATURE, EPISODE_STEPS
 from common.pool import WorkerPool
 from common.seeding import derive_seed
 from common.storage import file_digest, write_json, write_text
+from controller import Controller
+from controller.evaluate import default_controller_file
+from controller.rollouts import DreamEvaluator, RealEvaluator, RealSetup
 from envs.dream import DreamDynamics, load_dream
 from envs.policies import RANDOM_POLICIES
+from run.collect import run_episode
 
 # The audit's fixed policies (their names in its tables) and their names in envs.policies (run.collect --policy).
 POLICY_NAMES = {"always left": "always_left", "always right": "always_right", "stand still": "stand_still",
@@ -50,25 +58,22 @@ def _fixed_action(name: str, rng: np.random.Generator) -> Callable[[np.ndarray],
 
 
 def _init_game(resolution: str, max_steps: int):
-    import envs
-
     return envs.make_env("doom", resolution=resolution, max_steps=max_steps), max_steps
 
 
 def _play_fixed(state, task: tuple[str, int]) -> int:
-    from run.collect import run_episode
-
     env, max_steps = state
     name, seed = task
     rollout = run_episode(env, _fixed_action(name, np.random.default_rng(seed)), seed, max_steps)
     return len(rollout["reward"])
 
 
-def real_fixed_policies(config: AuditConfig, seeds: np.ndarray) -> dict[str, np.ndarray]:
-    """Survival of each fixed policy in real VizDoom."""
+def real_fixed_policies(config: AuditConfig, seeds: np.ndarray,
+                        error_log: Path | None = None) -> dict[str, np.ndarray]:
+    """Survival of each fixed policy in real VizDoom; a worker's traceback goes to `error_log`."""
     tasks = [(name, int(seed)) for name in FIXED_POLICIES for seed in seeds]
     with WorkerPool(config.workers, _play_fixed, _init_game, (config.doom_resolution, config.max_steps),
-                    task_timeout=600, describe=lambda t: f"{t[0]} with seed {t[1]}") as pool:
+                    task_timeout=600, describe=lambda t: f"{t[0]} with seed {t[1]}", error_log=error_log) as pool:
         steps = np.asarray(pool.map(tasks), float).reshape(len(FIXED_POLICIES), len(seeds))
     return dict(zip(FIXED_POLICIES, steps))
 
@@ -82,16 +87,12 @@ def dream_fixed_policy(dynamics: DreamDynamics, name: str, seeds: np.ndarray) ->
 
 def audit_dream(exp_dir, config: AuditConfig, verbose: bool = True) -> list[dict]:
     """Runs every policy in the dream and the game; writes the Markdown and JSON tables; returns the rows."""
-    from controller import Controller
-    from controller.evaluate import default_controller_file
-    from controller.rollouts import DreamEvaluator, RealEvaluator, RealSetup
-
     if config.episodes < 1:
         raise UserError(f"--episodes={config.episodes}: must be at least 1")
     layout = experiment(exp_dir, create=False)
     dynamics = load_dream(layout.root, config.temperature, config.max_steps)
     seeds = np.array([derive_seed(config.seed, 424242, i) for i in range(config.episodes)], np.int64)
-    real = real_fixed_policies(config, seeds)
+    real = real_fixed_policies(config, seeds, layout.worker_errors)
     dream = {name: dream_fixed_policy(dynamics, name, seeds) for name in FIXED_POLICIES}
     controller_file = config.controller_file
     if controller_file is None:
@@ -137,24 +138,14 @@ def audit_markdown(rows: list[dict], config: AuditConfig) -> str:
 
 
 def main(argv) -> None:
-    from absl import flags
-
-    from common.flags import ConfigFlags
-
     audit_dream(flags.FLAGS.exp_dir, ConfigFlags(AuditConfig).parse())
 
 
 def define_flags() -> None:
-    from absl import flags
-
-    from common.flags import ConfigFlags
-
     flags.DEFINE_string("exp_dir", None, "Doom experiment with vae/, rnn/ and series/initial_z.npz.", required=True)
     ConfigFlags(AuditConfig).define()
 
 
 if __name__ == "__main__":
-    from common.errors import run_main
-
     define_flags()
     run_main(main)

@@ -25,20 +25,12 @@ the controller's episodes.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from absl import flags
 
 from common.errors import run_main
-from common.layout import ExperimentLayout
 
 # The rounds' modules (and TensorFlow with them) are imported inside the functions below, not here: workers are
 # spawned, and a spawned worker imports `python -m`'s module again; one playing fixed policies needs no TensorFlow.
-
-
-def progress_file(layout: ExperimentLayout) -> Path:
-    """The rounds' scores so far (in round 0's layout): what the pipeline checks and the report reads."""
-    return layout.iterate / "progress.json"
 
 
 def main(argv) -> None:

@@ -21,7 +21,6 @@ from rnn.model import load_rnn
 from rnn.train import RNNTrainConfig, train_rnn
 from run.collect import CollectConfig, collect_rollouts
 from run.dream_audit import POLICY_NAMES, AuditConfig, audit_dream
-from run.iterate import progress_file
 from vae.encode import encode_rollouts
 
 TRAIN_ENV = {"doom": "doomrnn", "carracing": "carracing"}
@@ -284,19 +283,20 @@ def iterate(exp_dir, config: IterateConfig, verbose: bool = True) -> list[dict]:
         rounds.append(run_round(base, k, config, say))
         say(f"iterate: round {k}: {rounds[-1]['real_mean']:.0f} ± {rounds[-1]['real_std']:.0f} real")
         # "temperature" at the top as well: the report reads it there (as in progress files written before)
-        write_json(progress_file(base), {"config": {**dataclasses.asdict(config), "temperature": config.temperature},
+        write_json(base.iterate_progress, {"config": {**dataclasses.asdict(config), "temperature": config.temperature},
                                          "rounds": rounds})
-        write_text(base.report / "iterate.md", progress_markdown(rounds, base.report, dream=config.env == "doom"))
+        write_text(base.iterate_table, progress_markdown(rounds, base.report, dream=config.env == "doom"))
     return rounds
 
 
 def _audit_cell(audit: Path, report_dir: Path) -> str:
-    """A link when the audit sits beside the table (round 0), else its path (the report inlines every round's
-    audit, and a committed copy of the report folder must not hold dead links)."""
+    """A link when the audit sits beside the table (round 0), else its path in the experiment folder as text (the
+    report inlines every round's audit; a committed copy of the report folder must hold no link out of it)."""
     if not audit.exists():
         return "not run"
-    relative = os.path.relpath(audit, report_dir)
-    return f"[table]({relative})" if os.sep not in relative else f"`{relative}`"
+    if audit.parent == report_dir:
+        return f"[table]({audit.name})"
+    return f"`{os.path.relpath(audit, report_dir.parent)}` (in the experiment folder)"
 
 
 def progress_markdown(rounds: list[dict], report_dir: Path, dream: bool = True) -> str:

@@ -7,8 +7,10 @@ import datetime
 import os
 import platform
 import socket
+import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -58,6 +60,19 @@ def machine_info() -> dict[str, Any]:
             "gpus": [device.name for device in tf.config.list_physical_devices("GPU")]}
 
 
+def project_commit() -> dict[str, Any]:
+    """The project's git commit (short hash; None outside git) and whether the work tree differed from it."""
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        changed = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                                 capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "uncommitted_changes": None}
+    return {"commit": commit or None, "uncommitted_changes": bool(changed)}
+
+
 # ---- the run ----
 
 def _now() -> str:
@@ -77,6 +92,8 @@ class PipelineRecord:
         self.machine = machine_info()
         self.data.update(config=PIPELINE_FLAGS.values(config), config_name=config_name, command=command,
                          machine=self.machine)
+        if "commit" not in self.data:  # the commit the run started from
+            self.data.update(project_commit())
         self.data.setdefault("machines", {})[self.machine["host"]] = {
             k: v for k, v in self.machine.items() if k != "load_average"}
         self.stages: dict[str, dict] = self.data.setdefault("stages", {})
@@ -90,6 +107,7 @@ class PipelineRecord:
         """A new entry for `stage`, counting the attempts before it."""
         previous = self.stages.get(stage.name, {})
         entry = {"status": "running", "started": _now(), "settings": settings, "machine": self.machine["host"],
+                 **project_commit(),
                  "attempts": previous.get("attempts", 1) + 1 if previous and stage.name != "report" else 1}
         if previous and stage.name != "report":
             # Earlier attempts, interrupted or finished with other settings, made what this one resumes from (or

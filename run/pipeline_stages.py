@@ -14,7 +14,6 @@ from controller.evaluate import evaluate_controller
 from controller.train import train_controller
 from rnn.train import train_rnn
 from run.collect import collect_rollouts, is_complete
-from run.iterate import progress_file
 from run.iterate_rounds import iterate
 from run.pipeline_config import PipelineConfig
 from run.report import ReportConfig, write_report
@@ -74,7 +73,7 @@ def _evaluate_complete(layout: ExperimentLayout, config: PipelineConfig) -> bool
 def _iterate_complete(layout: ExperimentLayout, config: PipelineConfig) -> bool:
     if config.iterate.rounds == 0:
         return True
-    progress = _read(progress_file(layout))
+    progress = _read(layout.iterate_progress)
     return isinstance(progress, dict) and len(progress.get("rounds", [])) > config.iterate.rounds
 
 

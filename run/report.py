@@ -18,7 +18,9 @@ import dataclasses
 import datetime
 from pathlib import Path
 
-from common.errors import UserError
+from absl import flags, logging
+
+from common.errors import UserError, run_main
 from common.storage import write_json, write_text
 from run.report_data import (
     NOT_RUN,
@@ -185,8 +187,6 @@ def write_report(config: ReportConfig) -> Path:
 
 
 def main(argv) -> None:
-    from absl import flags, logging
-
     logging.set_verbosity(logging.WARNING)
     FLAGS = flags.FLAGS
     path = write_report(ReportConfig(exp_dirs=tuple(FLAGS.exp_dir), out=FLAGS.out, dream_steps=FLAGS.dream_steps,
@@ -195,8 +195,6 @@ def main(argv) -> None:
 
 
 def define_flags() -> None:
-    from absl import flags
-
     flags.DEFINE_multi_string("exp_dir", None, "Experiment folder; repeat for a combined report.", required=True)
     flags.DEFINE_string("out", None, "Folder for README.md, its images and scores.json (default: the first "
                         "EXP_DIR/report).")
@@ -206,7 +204,5 @@ def define_flags() -> None:
 
 
 if __name__ == "__main__":
-    from common.errors import run_main
-
     define_flags()
     run_main(main)

@@ -18,7 +18,6 @@ from common.errors import UserError
 from common.layout import ControllerRun, ExperimentLayout
 from controller.model import Controller
 from rnn.model import load_rnn, parameter_count
-from run.iterate import progress_file
 from vae.encode import load_vae
 
 NOT_RUN = "not run"
@@ -89,18 +88,18 @@ def rnn_config(layout: ExperimentLayout) -> dict:
 
 def iterate_progress(layout: ExperimentLayout) -> dict:
     """run.iterate's settings and rounds so far."""
-    return read_json(progress_file(layout)) or {}
+    return read_json(layout.iterate_progress) or {}
 
 
 def temperature_table(layout: ExperimentLayout) -> dict | None:
     """run.temperature_sweep's rows (`report/temperature_table.json`)."""
-    return read_json(layout.report / "temperature_table.json")
+    return read_json(layout.temperature_table(".json"))
 
 
 def _detect_env(layout: ExperimentLayout, pipeline: dict | None) -> str | None:
     if pipeline and pipeline.get("config", {}).get("env"):
         return pipeline["config"]["env"]
-    records = [read_json(layout.rollouts / "collect.json") or {}, vae_config(layout), rnn_config(layout),
+    records = [read_json(layout.collect_manifest) or {}, vae_config(layout), rnn_config(layout),
                iterate_progress(layout).get("config", {})]
     return next((r["env"] for r in records if r.get("env") in ("doom", "carracing")), None)
 
@@ -120,7 +119,7 @@ def _controller_result(files: ControllerRun) -> ControllerResult | None:
         controller, _ = Controller.load(files.controller)
     except UserError:
         return None
-    recorded = read_json(files.folder / "config.json") or {}
+    recorded = read_json(files.config) or {}
     train_env = recorded.get("env") or files.folder.name.split("_")[0]
     history = read_json(files.history) or {}
     generations = history.get("generations", [])
@@ -131,7 +130,7 @@ def _controller_result(files: ControllerRun) -> ControllerResult | None:
                             evaluations=[e for e in history.get("evaluations", []) if "mean" in e],
                             real_checks=[e for e in history.get("evaluations", []) if "real_mean" in e],
                             real=read_json(files.evaluation(controller.env)),
-                            dream=read_json(files.folder / "dream_evaluation.json"))
+                            dream=read_json(files.dream_evaluation))
 
 
 def load_experiment(exp_dir: str | os.PathLike) -> Experiment:

@@ -111,7 +111,7 @@ def dream_score(exp_dir: str | os.PathLike, controller_path: Path, temperature: 
                 seed: int, max_steps: int | None = None) -> dict:
     """The controller's mean ± std steps survived over `episodes` dreams at `temperature`, written to
     `dream_evaluation.json` beside it (and reused while the controller file is unchanged)."""
-    out = controller_path.parent / "dream_evaluation.json"
+    out = ControllerRun(controller_path.parent).dream_evaluation
     seeds = dream_seeds(seed, episodes)
     stamp = controller_path.stat().st_mtime
     cached = _read(out)
@@ -171,7 +171,7 @@ def table_markdown(rows: Sequence[dict]) -> str:
 
 
 def write_table(layout: ExperimentLayout, rows: list[dict], config: SweepConfig) -> tuple[Path, Path]:
-    md_path, json_path = layout.report / "temperature_table.md", layout.report / "temperature_table.json"
+    md_path, json_path = layout.temperature_table(".md"), layout.temperature_table(".json")
     write_json(json_path, {"rows": rows, "config": dataclasses.asdict(config)})
     baselines = ", ".join(f"{name} {mean} ± {std}" for name, (mean, std) in DOOM_BASELINES.items())
     text = (f"# Doom Take Cover: temperature sweep of `{layout.root.name}`\n\n"

@@ -78,7 +78,8 @@ def test_two_rounds_write_their_folders_and_a_report_section(round_zero):
     assert (round_zero / "report" / "dream_audit.md").exists(), "round 0's audit, for comparison"
     report = (round_zero / "report" / "iterate.md").read_text()
     assert "| 0 | random policy |" in report and "| 2 | + round 1 controller |" in report
-    assert "[table](dream_audit.md)" in report and "`../iterate/round_02/report/dream_audit.md`" in report
+    assert "[table](dream_audit.md)" in report and "../" not in report
+    assert "`iterate/round_02/report/dream_audit.md` (in the experiment folder)" in report
     progress = json.loads((round_zero / "iterate" / "progress.json").read_text())
     assert all(r["real_episodes"] == 2 for r in progress["rounds"])
 

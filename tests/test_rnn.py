@@ -19,10 +19,12 @@ from common.errors import DataError, UserError
 from common.storage import episode_name, write_npz
 from common.training import TrainingInterrupted
 from rnn import MDNRNN, load_rnn, mixture_distribution, sample_mixture
+from rnn import steps as rnn_steps
 from rnn import train as rnn_train
 from rnn.data import EpisodeBatches, StreamBatches, load_series
 from rnn.model import MixtureParams, done_loss, mixture_nll, parameter_count
-from rnn.train import PaperDecay, RNNTrainConfig, make_train_step, train_rnn
+from rnn.steps import PaperDecay, make_train_step
+from rnn.train import RNNTrainConfig, train_rnn
 from run.benchmark_rnn import benchmark_rnn, write_synthetic_series
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,8 +94,8 @@ def test_model_loss_is_the_mixture_nll_of_its_head():
              "z_mask": np.array([[1, 1, 1, 0, 1], [1, 1, 0, 0, 0]], np.float32),
              "step_mask": np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], np.float32)}
     batch["done"][0, 3] = 1.0
-    sums, _ = rnn_train.loss_sums(model, {k: tf.constant(v) for k, v in batch.items()}, tf.constant([0, 0]))
-    losses = rnn_train.mean_losses(sums)
+    sums, _ = rnn_steps.loss_sums(model, {k: tf.constant(v) for k, v in batch.items()}, tf.constant([0, 0]))
+    losses = rnn_steps.mean_losses(sums)
 
     x = np.concatenate([z[:, :-1], batch["action"], batch["restart"][..., None]], -1)
     kernel, recurrent, bias = (w.numpy() for w in model.lstm.weights)
@@ -240,7 +242,7 @@ def test_save_load_and_load_errors(tmp_path):
     keras.utils.set_random_seed(4)
     model = MDNRNN(z_size=3, action_size=1, hidden_size=8, num_mixtures=2, predict_done=True)
     path = tmp_path / "rnn.keras"
-    rnn_train.save_model(model, path)
+    rnn_steps.save_model(model, path)
     loaded = load_rnn(path, expect={"z_size": 3, "predict_done": True})
     inputs = {"z": np.ones((2, 4, 3), np.float32), "action": np.ones((2, 4, 1), np.float32),
               "restart": np.eye(4, dtype=np.float32)[[0, 2]]}
@@ -347,7 +349,7 @@ def test_best_model_is_the_lowest_validation_loss(trained):
     data = load_series(exp / "series")
     split = json.loads((exp / "rnn" / "split.json").read_text())["validation"]
     val = [i for i, f in enumerate(data.files) if f.name in split]
-    again = rnn_train.evaluate(rnn_train.make_eval_step(model), EpisodeBatches(data, val, 3, 10, 0), seed=0)
+    again = rnn_steps.evaluate(rnn_steps.make_eval_step(model), EpisodeBatches(data, val, 3, 10, 0), seed=0)
     assert again["total"] == pytest.approx(best["total"], abs=1e-5)
 
 

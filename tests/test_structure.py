@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import grimp
+
 ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("common", "vae", "rnn", "envs", "controller", "run")
 RUN_IMPORT = re.compile(r"\s*(from|import)\s+run(\.|\s|$)")
 
 
@@ -24,7 +27,7 @@ def test_layers_contract_is_kept():
 
 def test_library_packages_never_import_run():
     offenders = []
-    for package in ("common", "vae", "rnn", "envs", "controller"):
+    for package in PACKAGES[:-1]:
         for path in (ROOT / package).rglob("*.py"):
             for number, line in enumerate(path.read_text().splitlines(), 1):
                 if RUN_IMPORT.match(line):
@@ -44,3 +47,13 @@ def test_random_collection_loads_no_tensorflow():
     result = _run([sys.executable, "-c", code])
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def test_no_import_cycle_between_modules():
+    """No module reaches itself through imports, function-level ones included (grimp builds import-linter's
+    graph); a cycle was what pushed imports into function bodies."""
+    graph = grimp.build_graph(*PACKAGES)
+    cycles = [(module, other) for module in sorted(graph.modules)
+              for other in graph.find_modules_directly_imported_by(module)
+              if module != other and graph.chain_exists(importer=other, imported=module)]
+    assert not cycles, cycles

@@ -16,8 +16,9 @@ import os
 from pathlib import Path
 
 import numpy as np
+from absl import flags
 
-from common.errors import DataError, UserError
+from common.errors import DataError, UserError, run_main
 from common.layout import experiment
 from common.progress import Progress
 from common.storage import episode_files, read_rollout, read_series, write_npz
@@ -124,15 +125,11 @@ def encode_rollouts(exp_dir: str | os.PathLike, batch_size: int = ENCODE_BATCH,
 
 
 def main(argv) -> None:
-    from absl import flags
-
     FLAGS = flags.FLAGS
     encode_rollouts(FLAGS.exp_dir, batch_size=FLAGS.batch_size, model_path=FLAGS.model)
 
 
 def define_flags() -> None:
-    from absl import flags
-
     flags.DEFINE_string("exp_dir", None, "Experiment folder: reads EXP_DIR/rollouts/ and EXP_DIR/vae/vae.keras, "
                         "writes EXP_DIR/series/.", required=True)
     flags.DEFINE_integer("batch_size", ENCODE_BATCH, "Frames per compiled encoder call.")
@@ -140,7 +137,5 @@ def define_flags() -> None:
 
 
 if __name__ == "__main__":
-    from common.errors import run_main
-
     define_flags()
     run_main(main)

@@ -21,8 +21,10 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
+from absl import flags, logging
 
-from common.errors import DataError, UserError
+from common.errors import DataError, UserError, run_main
+from common.flags import ConfigFlags
 from common.layout import ExperimentLayout, experiment
 from common.paper import VAE_BATCH_SIZE, VAE_EPOCHS, VAE_LEARNING_RATE, Z_SIZE
 from common.progress import Progress
@@ -322,26 +324,16 @@ def train_vae(exp_dir: str | Path, config: VAETrainConfig = VAETrainConfig(),
 
 
 def main(argv) -> None:
-    from absl import flags, logging
-
-    from common.flags import ConfigFlags
-
     logging.set_verbosity(logging.WARNING)  # TF's checkpoint saver logs a line at INFO on every save
     train_vae(flags.FLAGS.exp_dir, ConfigFlags(VAETrainConfig).parse())
 
 
 def define_flags() -> None:
-    from absl import flags
-
-    from common.flags import ConfigFlags
-
     flags.DEFINE_string("exp_dir", None, "Experiment folder: reads EXP_DIR/rollouts/, writes EXP_DIR/vae/.",
                         required=True)
     ConfigFlags(VAETrainConfig).define()
 
 
 if __name__ == "__main__":
-    from common.errors import run_main
-
     define_flags()
     run_main(main)
