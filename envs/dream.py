@@ -27,12 +27,10 @@ import tensorflow as tf
 
 from common.errors import DataError
 from common.layout import experiment
-from common.paper import DOOM_TEMPERATURE
+from common.paper import DOOM_TEMPERATURE, EPISODE_STEPS
 from common.storage import read_npz
-from envs.doom import MAX_STEPS
 from rnn.model import MDNRNN, load_rnn
 
-PAPER_TEMPERATURE = DOOM_TEMPERATURE  # 1.15; the 2018 code used 1.25
 CHUNK_STEPS = 64  # steps per compiled call; finished dreams leave the batch between calls
 
 LowPrecision = tuple[tf.Tensor, tuple[tf.Tensor, tf.Tensor]]  # (recurrent kernel, (head kernel, head bias))
@@ -127,7 +125,7 @@ class DreamDynamics:
     """
 
     def __init__(self, rnn: MDNRNN, initial_mu: np.ndarray | None = None, initial_logvar: np.ndarray | None = None,
-                 temperature: float = PAPER_TEMPERATURE, max_steps: int = MAX_STEPS, bfloat16: bool = False,
+                 temperature: float = DOOM_TEMPERATURE, max_steps: int = EPISODE_STEPS["doom"], bfloat16: bool = False,
                  batch_size: int | None = None):
         if initial_mu is not None and initial_mu.shape[1] != rnn.z_size:
             raise DataError(f"initial_z has z size {initial_mu.shape[1]} but M has {rnn.z_size}")
@@ -234,8 +232,8 @@ class DreamDynamics:
         return result.astype(np.float64)
 
 
-def load_dream(exp_dir: str | os.PathLike, temperature: float = PAPER_TEMPERATURE,
-               max_steps: int = MAX_STEPS, rnn_path: str | os.PathLike | None = None,
+def load_dream(exp_dir: str | os.PathLike, temperature: float = DOOM_TEMPERATURE,
+               max_steps: int = EPISODE_STEPS["doom"], rnn_path: str | os.PathLike | None = None,
                bfloat16: bool = False) -> DreamDynamics:
     """The dream of an experiment: M from `rnn/rnn.keras`, resets from `series/initial_z.npz`."""
     layout = experiment(exp_dir, create=False)
@@ -267,8 +265,8 @@ class DoomDreamEnv(gym.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, exp_dir: str | os.PathLike | None = None, temperature: float = PAPER_TEMPERATURE,
-                 max_steps: int = MAX_STEPS, dynamics: DreamDynamics | None = None):
+    def __init__(self, exp_dir: str | os.PathLike | None = None, temperature: float = DOOM_TEMPERATURE,
+                 max_steps: int = EPISODE_STEPS["doom"], dynamics: DreamDynamics | None = None):
         self.dynamics = _doom_dynamics(exp_dir, temperature, max_steps, dynamics)
         rnn = self.dynamics.rnn
         size = rnn.z_size + 2 * rnn.hidden_size
@@ -303,7 +301,7 @@ class DoomDreamVectorEnv(gym.vector.VectorEnv):
     metadata = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
 
     def __init__(self, num_envs: int, exp_dir: str | os.PathLike | None = None,
-                 temperature: float = PAPER_TEMPERATURE, max_steps: int = MAX_STEPS,
+                 temperature: float = DOOM_TEMPERATURE, max_steps: int = EPISODE_STEPS["doom"],
                  dynamics: DreamDynamics | None = None):
         self.dynamics = _doom_dynamics(exp_dir, temperature, max_steps, dynamics)
         rnn = self.dynamics.rnn

@@ -34,8 +34,6 @@ from common.training import TrainingCheckpoint, apply_if_finite, check_finite, c
 from vae.data import PARALLEL_READS, SHUFFLE_BUFFER, data_error_from, frame_batches, load_frames, scan_rollouts
 from vae.model import KL_TOLERANCE, ConvVAE, frames_to_inputs, inputs_to_frames, vae_loss
 
-PAPER_Z_SIZE = Z_SIZE  # the paper's latent sizes per task
-
 
 @dataclasses.dataclass(frozen=True)
 class VAETrainConfig:
@@ -96,9 +94,9 @@ def resolve_z_size(config: VAETrainConfig, env: str | None, folder: Path) -> int
     """--z_size, or the paper's for the rollouts' env."""
     if config.z_size is not None:
         return config.z_size
-    if env not in PAPER_Z_SIZE:
+    if env not in Z_SIZE:
         raise DataError(f"{folder}: rollouts name no known env ({env!r}); pass --z_size")
-    return PAPER_Z_SIZE[env]
+    return Z_SIZE[env]
 
 
 def reconstruction_grid(model: ConvVAE, frames: np.ndarray, columns: int = 8) -> np.ndarray:
