@@ -8,9 +8,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from common.worker_files import WorkerFiles
 from controller.agent import Agent
 from controller.model import Controller
-from controller.rollouts import RealSetup, load_agent
+from controller.rollouts import agent_from_files
 from envs.policies import Policy, PolicyFactory, held_uniform_policy, random_policy_factory
 from rnn.model import MDNRNN
 from vae import ConvVAE
@@ -63,26 +64,26 @@ def random_weights_factory(env: str, seed: int = 0) -> PolicyFactory:
     return factory
 
 
-def controller_factory(env: str, exp_dir: str, controller_file: str, explore: float = 0.0,
+def controller_factory(env: str, files: WorkerFiles, explore: float = 0.0,
                        explore_episodes: float = 1.0) -> PolicyFactory:
-    """A trained controller with the experiment's V and M, mixing in random held actions at rate `explore` in a
-    share `explore_episodes` of the episodes (the iterative procedure's exploration: M must see what the
-    controller does *and* what it avoids)."""
-    controller, params = Controller.load(controller_file)
+    """A trained controller (`files`: 'controller', with its experiment's 'vae' and 'rnn'), mixing in random held
+    actions at rate `explore` in a share `explore_episodes` of the episodes (the iterative procedure's
+    exploration: M must see what the controller does *and* what it avoids)."""
+    controller, params = Controller.load(files.path("controller"))
     if controller.env != env:
-        raise ValueError(f"{controller_file}: a {controller.env} controller cannot collect {env} episodes")
-    agent = load_agent(RealSetup(exp_dir, env, controller.get_config()))
+        raise ValueError(f"{files.path('controller')}: a {controller.env} controller cannot collect {env} episodes")
+    agent = agent_from_files(controller.get_config(), files)
     return lambda rng: agent_policy(agent, params, rng, explore, explore_episodes)
 
 
-def make_policy_factory(env: str, name: str, seed: int = 0, exp_dir: str | None = None,
-                        controller_file: str | None = None, explore: float = 0.0,
-                        explore_episodes: float = 1.0) -> PolicyFactory:
-    """The factory of policy `name` for `env`, model-free or not; unknown names raise `ValueError`."""
+def make_policy_factory(env: str, name: str, seed: int = 0, files: WorkerFiles | None = None,
+                        explore: float = 0.0, explore_episodes: float = 1.0) -> PolicyFactory:
+    """The factory of policy `name` for `env`, model-free or not; unknown names raise `ValueError`. The
+    'controller' policy reads `files` ('controller', 'vae', 'rnn')."""
     if name == "random_weights":
         return random_weights_factory(env, seed)
     if name == "controller":
-        if not controller_file or not exp_dir:
+        if files is None or not {"controller", "vae", "rnn"} <= set(files.paths):
             raise ValueError("the 'controller' policy needs a controller file and the experiment's V and M")
-        return controller_factory(env, exp_dir, controller_file, explore, explore_episodes)
+        return controller_factory(env, files, explore, explore_episodes)
     return random_policy_factory(env, name)

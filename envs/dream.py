@@ -25,7 +25,7 @@ import gymnasium as gym
 import numpy as np
 import tensorflow as tf
 
-from common.errors import DataError
+from common.errors import DataError, UserError
 from common.layout import experiment
 from common.paper import DOOM_TEMPERATURE, EPISODE_STEPS
 from common.storage import read_npz
@@ -68,7 +68,10 @@ def dream_step(rnn: MDNRNN, state: DreamState, action: Any, temperature: Any, se
     """
     recurrent, head = low_precision if low_precision is not None else (None, None)
     restart = tf.cast(tf.equal(state.steps, 0), tf.float32)
-    h, c = rnn.advance(state.z, action, (state.h, state.c), restart, recurrent)
+    if recurrent is None:  # any M (rnn.interface.MemoryModel)
+        h, c = rnn.advance(state.z, action, (state.h, state.c), restart)
+    else:  # the paper's MDNRNN with a bfloat16 recurrent kernel
+        h, c = rnn.advance(state.z, action, (state.h, state.c), restart, recurrent)
     if head is None:
         out = rnn.head(h)
     else:
@@ -90,8 +93,11 @@ def _state_spec(rnn: MDNRNN, batch_size: int | None) -> DreamState:
 
 
 def bfloat16_weights(rnn: MDNRNN) -> LowPrecision:
-    """Frozen bfloat16 copies of M's recurrent and head kernels, for `dream_step`'s fast path."""
-    return (tf.constant(tf.cast(rnn.lstm.recurrent_kernel, tf.bfloat16)),
+    """Frozen bfloat16 copies of M's recurrent and head kernels, for `dream_step`'s fast path (MDNRNN's)."""
+    if not hasattr(rnn, "recurrent_layer"):
+        raise UserError(f"--dream_bfloat16 needs the paper's M (MDNRNN, LSTM or GRU); {type(rnn).__name__} has "
+                        "no recurrent_layer() with a recurrent_kernel")
+    return (tf.constant(tf.cast(rnn.recurrent_layer().recurrent_kernel, tf.bfloat16)),
             (tf.constant(tf.cast(rnn.head.kernel, tf.bfloat16)), tf.constant(rnn.head.bias)))
 
 
@@ -182,7 +188,7 @@ class DreamDynamics:
         return survived.astype(np.float64)
 
     def _rollout_fn(self, controller):
-        key = (controller.env, controller.variant, controller.z_size, controller.hidden_size)
+        key = repr(sorted(controller.get_config().items()))  # any C (controller.interface.ControllerModel)
         if key not in self._rollout_fns:
             self._rollout_fns[key] = self._compile_chunk(controller)
         return self._rollout_fns[key]

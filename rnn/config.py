@@ -12,12 +12,16 @@ from common.paper import LSTM_UNITS, NUM_MIXTURES, RNN_TRAINING
 PAPER_DEFAULTS = {env: {**RNN_TRAINING[env], "hidden": LSTM_UNITS[env], "predict_done": env == "doom"}
                   for env in ("carracing", "doom")}
 BEST_METRICS = ("total", "z_nll", "restart")
+RNN_CELLS = ("lstm", "gru")  # rnn.model.CELLS (not imported: the config loads no TensorFlow)
 
 
 @dataclasses.dataclass(frozen=True)
 class RNNTrainConfig:
     """How to train M; None means the paper's value for the series' env (see PAPER_DEFAULTS)."""
 
+    rnn: str = "mdnrnn"  # which M: a registered name (mdnrnn: the paper's MDN-RNN) or module:Class of your own
+    # (rnn/interface.py says what it must provide; examples/custom_m.py is one)
+    rnn_cell: str = "lstm"  # the MDN-RNN's recurrent core: lstm (paper) or gru (same mixture head)
     steps: int | None = None  # total optimiser steps (CarRacing 4,000, Doom 24,000)
     batch_size: int | None = None  # sequences (CarRacing) or streams (Doom) per batch: 100
     seq_len: int | None = None  # steps per sequence / chunk (CarRacing 999, Doom 500)
@@ -41,7 +45,8 @@ class RNNTrainConfig:
     best_metric: str = "total"  # which validation loss picks rnn.keras: total, z_nll or restart
     seed: int = 0  # drives the weights, the split, the batch order and the sampled z
     resume: bool = True  # continue from the last checkpoint; False discards the old run
-    init_model: str | None = None  # fine-tune: start from this rnn.keras's weights (iterative training)
+    init_model: str | None = None  # fine-tune: start from this rnn.keras (its class, sizes and weights: --rnn,
+    # --rnn_cell, --hidden and --num_mixtures follow it; iterative training)
 
     def resolved(self, env: str) -> RNNTrainConfig:
         """The config with every None replaced by the paper's value for `env`, validated."""
@@ -63,4 +68,9 @@ class RNNTrainConfig:
             raise UserError(f"--best_metric={config.best_metric}: must be one of {', '.join(BEST_METRICS)}")
         if config.best_metric == "restart" and not config.predict_done:
             raise UserError("--best_metric=restart needs the death output (Doom)")
+        if config.rnn_cell not in RNN_CELLS:
+            raise UserError(f"--rnn_cell={config.rnn_cell}: choose from {', '.join(RNN_CELLS)}")
+        if config.rnn_cell != "lstm" and config.rnn != "mdnrnn":
+            raise UserError(f"--rnn_cell={config.rnn_cell}: only the MDN-RNN (--rnn=mdnrnn) has a cell option, "
+                            f"not --rnn={config.rnn}")
         return config

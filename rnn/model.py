@@ -18,6 +18,10 @@ Inside another tf.function (the dream's while loop, an agent's compiled act) the
 `model.sample(params, temperature, seed)`.
 
 `call` unrolls a whole sequence (teacher forcing) from an optional initial state and returns the final state.
+
+`MDNRNN(cell="gru")` (`rnn.train --rnn_cell=gru`) replaces the LSTM by a GRU (`rnn.cells.ResettableGRU`) under the
+same head; its state is still (h, c), with c zero. Any other M that provides `rnn.interface.MemoryModel` trains,
+dreams and plays the same way; `load_rnn` loads any of them.
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from common.errors import DataError
+from common.interfaces import import_saved_module
+from rnn.cells import ResettableGRU
+from rnn.interface import MemoryModel, memory_model_problem, register_rnn
 
 tfd = tfp.distributions
 
@@ -110,14 +117,22 @@ def sample_mixture(params: MixtureParams, temperature: Any, seed: Any) -> tf.Ten
     faster than `MixtureSameFamily.sample`, which draws every component. `seed` is a stateless seed ([2] ints,
     so this works inside `tf.function` and `tf.while_loop`) or a `tf.random.Generator`.
     """
-    temperature = tf.maximum(tf.cast(temperature, tf.float32), MIN_TEMPERATURE)
     choice_seed, noise_seed = tf.unstack(tf.random.experimental.stateless_split(as_stateless_seed(seed), 2))
     uniform = tf.random.stateless_uniform(tf.shape(params.logits), choice_seed, minval=1e-20, maxval=1.0)
+    normal = tf.random.stateless_normal(tf.shape(params.mu)[:-1], noise_seed)
+    return sample_mixture_from_noise(params, temperature, uniform, normal)
+
+
+def sample_mixture_from_noise(params: MixtureParams, temperature: Any, uniform: Any, normal: Any) -> tf.Tensor:
+    """`sample_mixture` with its noise given: uniform (..., Z, K) in (0, 1) picks each dimension's component k =
+    argmax(logits / tau - log(-log uniform)) (Gumbel-max), normal (..., Z) gives z' = mu_k + sigma_k sqrt(tau)
+    normal. The definition other runtimes of the dream (the web page of `run.export_web`) must match."""
+    temperature = tf.maximum(tf.cast(temperature, tf.float32), MIN_TEMPERATURE)
     component = tf.argmax(params.logits / temperature - tf.math.log(-tf.math.log(uniform)), axis=-1)
     chosen = tf.one_hot(component, tf.shape(params.logits)[-1], dtype=params.mu.dtype)
     mu = tf.reduce_sum(params.mu * chosen, axis=-1)
     sigma = tf.exp(tf.reduce_sum(params.log_sigma * chosen, axis=-1))
-    return mu + sigma * tf.sqrt(temperature) * tf.random.stateless_normal(tf.shape(mu), noise_seed)
+    return mu + sigma * tf.sqrt(temperature) * tf.cast(normal, mu.dtype)
 
 
 def _forget_bias_ones(shape: Any, dtype: Any = None) -> tf.Tensor:
@@ -131,10 +146,9 @@ class ResettableLSTM(keras.layers.Layer):
     """An LSTM (Keras' gates and initialisers, i-f-c-o order, one bias) whose state can be zeroed mid-sequence.
 
     `keep` (B, T) is 1 where the state carries over and 0 where it is reset before the step consuming that
-    input (Doom's restart flag). The input projection of all steps is one matmul; only the recurrent part runs
-    in a `tf.scan`. On the shared 2-core CPU this and keras.layers.RNN over an equivalent cell trained equally
-    fast within the measurement noise (each won some rounds by 10-30%), and both about twice as fast as a
-    tf.while_loop slicing its inputs per step; see `run.benchmark_rnn.compare_unroll`.
+    input (Doom's restart flag). `call` unrolls the steps in a `tf.scan` over time-major inputs, each step
+    projecting its own input (as keras.layers.LSTM does); `run.benchmark --cases=rnn` times it against that
+    plain LSTM.
     """
 
     def __init__(self, units: int, **kwargs: Any):
@@ -175,16 +189,25 @@ class ResettableLSTM(keras.layers.Layer):
         batch = tf.shape(x)[0]
         if initial_state is None:
             initial_state = (tf.zeros([batch, self.units]), tf.zeros([batch, self.units]))
-        projected = tf.einsum("bti,ij->tbj", x, self.kernel) + self.bias  # time-major (T, B, 4 units)
-        keep = (tf.ones(tf.shape(projected)[:2]) if keep is None
-                else tf.transpose(tf.cast(keep, projected.dtype)))[:, :, None]
+        steps = tf.transpose(x, [1, 0, 2])  # time-major (T, B, in)
+        kernel, bias = tf.convert_to_tensor(self.kernel), tf.convert_to_tensor(self.bias)
         recurrent_kernel = tf.convert_to_tensor(self.recurrent_kernel)
 
-        def body(state: State, inputs: tuple[tf.Tensor, tf.Tensor]) -> State:
-            (h, c), (projected_t, keep_t) = state, inputs
-            return self._cell(projected_t, h * keep_t, c * keep_t, recurrent_kernel)
+        # Each step projects its own input: a projection of the whole sequence at once is a (T, B, 4 units)
+        # tensor (80 MB at Doom's 100 x 100 x 2,048) that the scan and its gradient stream through memory;
+        # measured 20% slower for the whole forward and backward pass.
+        if keep is None:
+            def body(state: State, x_t: tf.Tensor) -> State:
+                return self._cell(tf.matmul(x_t, kernel) + bias, *state, recurrent_kernel)
 
-        hs, cs = tf.scan(body, (projected, keep), initializer=tuple(initial_state))
+            hs, cs = tf.scan(body, steps, initializer=tuple(initial_state))
+        else:
+            def body(state: State, inputs: tuple[tf.Tensor, tf.Tensor]) -> State:
+                (h, c), (x_t, keep_t) = state, inputs
+                return self._cell(tf.matmul(x_t, kernel) + bias, h * keep_t, c * keep_t, recurrent_kernel)
+
+            keep = tf.transpose(tf.cast(keep, x.dtype))[:, :, None]
+            hs, cs = tf.scan(body, (steps, keep), initializer=tuple(initial_state))
         return tf.transpose(hs, [1, 0, 2]), (hs[-1], cs[-1])
 
     def get_config(self) -> dict[str, Any]:
@@ -216,9 +239,26 @@ class _ConcreteFunctions:
         return self.functions[name]
 
 
+def split_mixture_output(out: tf.Tensor, z_size: int, num_mixtures: int,
+                         predict_done: bool) -> tuple[MixtureParams, tf.Tensor | None]:
+    """Head outputs (..., 3 K Z [+ 1]) -> (MixtureParams each (..., Z, K) with normalised logits, death logit (...)
+    or None): per dimension [log pi (K), mu (K), log sigma (K)], then the death logit. Any M's `split_head` may
+    use it."""
+    k, z = num_mixtures, z_size
+    mixture = tf.reshape(out[..., :3 * k * z], tf.concat([tf.shape(out)[:-1], [z, 3, k]], 0))
+    log_pi, mu, log_sigma = tf.unstack(mixture, axis=-2)
+    log_pi = log_pi - tf.reduce_logsumexp(log_pi, axis=-1, keepdims=True)
+    done_logit = out[..., -1] if predict_done else None
+    return MixtureParams(log_pi, mu, log_sigma), done_logit
+
+
+CELLS = ("lstm", "gru")  # MDNRNN's recurrent cores: the paper's LSTM, or a GRU
+
+
+@register_rnn("mdnrnn")
 @keras.saving.register_keras_serializable(package="worldmodels")
 class MDNRNN(keras.Model):
-    """LSTM + mixture density head over z_{t+1} (and, for Doom, the restart/death logit).
+    """LSTM (or GRU) + mixture density head over z_{t+1} (and, for Doom, the restart/death logit).
 
     Args:
       z_size: latent size Z (32 CarRacing, 64 Doom).
@@ -227,26 +267,38 @@ class MDNRNN(keras.Model):
       num_mixtures: Gaussians per latent dimension K (5 in the paper).
       predict_done: the Doom variant: a restart flag is the last input (input size Z + A + 1), where it is 1
         the LSTM state is zeroed before the step, and the head has one extra output, the death logit.
+      cell: 'lstm' (the paper's) or 'gru' (`ResettableGRU`: the same head; the state's c stays zero).
 
     The head's outputs are, per dimension, [log pi (K), mu (K), log sigma (K)], then the death logit.
     """
 
     def __init__(self, z_size: int = 32, action_size: int = 3, hidden_size: int = 256, num_mixtures: int = 5,
-                 predict_done: bool = False, **kwargs: Any):
+                 predict_done: bool = False, cell: str = "lstm", **kwargs: Any):
         super().__init__(**kwargs)
+        if cell not in CELLS:
+            raise ValueError(f"MDNRNN cell must be one of {', '.join(CELLS)}, got {cell!r}")
+        self.cell = cell
         self.z_size, self.action_size = int(z_size), int(action_size)
         self.hidden_size, self.num_mixtures = int(hidden_size), int(num_mixtures)
         self.predict_done = bool(predict_done)
         self.input_size = self.z_size + self.action_size + int(self.predict_done)
         self.output_size = 3 * self.num_mixtures * self.z_size + int(self.predict_done)
-        self.lstm = ResettableLSTM(self.hidden_size, name="lstm")
+        if cell == "lstm":
+            self.lstm = ResettableLSTM(self.hidden_size, name="lstm")
+        else:  # another attribute: an LSTM model's saved weights keep their place
+            self.gru = ResettableGRU(self.hidden_size, name="gru")
         self.head = keras.layers.Dense(self.output_size, name="mdn")
         self._concrete = _ConcreteFunctions()
         self.build()
 
+    def recurrent_layer(self) -> ResettableLSTM | ResettableGRU:
+        """The recurrent core (a method, not a property: Keras' saving walks properties and would file the
+        weights under a second name)."""
+        return self.lstm if self.cell == "lstm" else self.gru
+
     def build(self, input_shape: Any = None) -> None:
-        if not self.lstm.built:
-            self.lstm.build((None, self.input_size))
+        if not self.recurrent_layer().built:
+            self.recurrent_layer().build((None, self.input_size))
         if not self.head.built:
             self.head.build((None, self.hidden_size))
         self.built = True
@@ -254,7 +306,7 @@ class MDNRNN(keras.Model):
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "z_size": self.z_size, "action_size": self.action_size,
                 "hidden_size": self.hidden_size, "num_mixtures": self.num_mixtures,
-                "predict_done": self.predict_done}
+                "predict_done": self.predict_done, "cell": self.cell}
 
     # ---- pure building blocks (usable inside any tf.function) ----
 
@@ -272,20 +324,15 @@ class MDNRNN(keras.Model):
 
     def split_head(self, out: tf.Tensor) -> tuple[MixtureParams, tf.Tensor | None]:
         """Head outputs (..., output_size) -> (MixtureParams each (..., Z, K), death logit (...) or None)."""
-        k, z = self.num_mixtures, self.z_size
-        mixture = tf.reshape(out[..., :3 * k * z], tf.concat([tf.shape(out)[:-1], [z, 3, k]], 0))
-        log_pi, mu, log_sigma = tf.unstack(mixture, axis=-2)
-        log_pi = log_pi - tf.reduce_logsumexp(log_pi, axis=-1, keepdims=True)
-        done_logit = out[..., -1] if self.predict_done else None
-        return MixtureParams(log_pi, mu, log_sigma), done_logit
+        return split_mixture_output(out, self.z_size, self.num_mixtures, self.predict_done)
 
     def advance(self, z: Any, action: Any, state: State, restart: Any = None,
                 recurrent_kernel: tf.Tensor | None = None) -> State:
         """`next_state` as plain TF ops, to build into another compiled function (the dream's while loop, an
         agent's jit-compiled act): z_t (B, Z), a_t (B, A), (h_t, c_t), restart_t (B,) or None -> (h, c).
         `recurrent_kernel` may be a bfloat16 copy of the LSTM's (the dream's optional fast path)."""
-        return self.lstm.step(self._inputs(z, action, restart), tuple(state), self._keep(restart),
-                              recurrent_kernel)
+        return self.recurrent_layer().step(self._inputs(z, action, restart), tuple(state), self._keep(restart),
+                                           recurrent_kernel)
 
     # ---- step API ----
 
@@ -346,7 +393,7 @@ class MDNRNN(keras.Model):
         """
         restart = inputs.get("restart") if self.predict_done else None
         x = self._inputs(inputs["z"], inputs["action"], restart)
-        hs, state = self.lstm(x, keep=self._keep(restart), initial_state=initial_state)
+        hs, state = self.recurrent_layer()(x, keep=self._keep(restart), initial_state=initial_state)
         params, done_logit = self.split_head(self.head(hs))
         outputs = params._asdict()
         if done_logit is not None:
@@ -354,23 +401,27 @@ class MDNRNN(keras.Model):
         return outputs, state
 
 
-def load_rnn(path: str | Path, expect: Mapping[str, Any] | None = None) -> MDNRNN:
-    """Loads an `.keras` MDNRNN; a missing, corrupt or other model, or a size differing from `expect`
-    (e.g. {"z_size": 64, "predict_done": True}), raises a one-line `DataError` naming the file."""
+def load_rnn(path: str | Path, expect: Mapping[str, Any] | None = None) -> MemoryModel:
+    """Loads an `.keras` M: the paper's MDNRNN or any model providing `rnn.interface.MemoryModel` (its module is
+    imported first, so that Keras finds the class). A missing or corrupt file, a class that cannot be imported, a
+    model lacking part of the interface, or a size differing from `expect` (e.g. {"z_size": 64,
+    "predict_done": True}) raises a one-line `DataError` naming the file."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
+    import_saved_module(path, "M")
     try:
         model = keras.saving.load_model(path, compile=False)
     except Exception as error:  # Keras raises many types for bad archives
         reason = " ".join(str(error).split())[:200]
         raise DataError(f"{path}: not a loadable Keras model ({type(error).__name__}: {reason})") from None
-    if not isinstance(model, MDNRNN):
-        raise DataError(f"{path}: holds a {type(model).__name__}, not an MDNRNN")
+    problem = memory_model_problem(model)
+    if problem:
+        raise DataError(f"{path}: holds a {type(model).__name__}, not an MDNRNN or another M: {problem}")
     for name, want in (expect or {}).items():
         got = getattr(model, name, None)
         if got != want:
-            raise DataError(f"{path}: MDNRNN has {name}={got}, expected {want}")
+            raise DataError(f"{path}: {type(model).__name__} has {name}={got}, expected {want}")
     return model
 
 

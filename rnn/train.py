@@ -2,6 +2,8 @@
 
     python -m rnn.train --exp_dir=exp/doom                     # the paper's settings for the series' env
     python -m rnn.train --exp_dir=exp/doom --steps=2000 --seq_len=100 --early_stop_patience=5
+    python -m rnn.train --exp_dir=exp/doom --rnn_cell=gru                  # a GRU under the same mixture head
+    python -m rnn.train --exp_dir=exp/doom --rnn=examples.custom_m:KerasCellM  # your own M (rnn/interface.py)
 
 Paper defaults, picked from the series' `env`: CarRacing: LSTM 256, batches of 100 episodes of 999 steps,
 4,000 steps. Doom: LSTM 512 with the restart flag and death output, episodes concatenated into 100 streams cut
@@ -38,11 +40,13 @@ from common.errors import DataError, UserError, run_main
 from common.flags import ConfigFlags
 from common.layout import ExperimentLayout, experiment
 from common.progress import Progress
+from common.registry import spec_of
 from common.storage import read_json, write_json
 from common.tensorboard import SummaryWriter, TrainingScalars
 from common.training import TrainingCheckpoint, check_finite, checkpoint_on_interrupt
 from rnn.config import RNNTrainConfig
 from rnn.data import BATCH_KEYS, EpisodeBatches, SeriesSet, StreamBatches, load_series, split_episodes
+from rnn.interface import MemoryModel, build_rnn, memory_model_problem
 from rnn.model import MDNRNN, load_rnn
 from rnn.steps import PaperDecay, evaluate, make_eval_step, make_train_step, save_model
 
@@ -70,7 +74,9 @@ def _split(layout: ExperimentLayout, data: SeriesSet, config: RNNTrainConfig) ->
     return np.setdiff1d(np.arange(data.num_episodes), val), val
 
 
-MODEL_FIELDS = ("hidden", "num_mixtures", "predict_done", "z_size", "action_size")
+MODEL_FIELDS = ("rnn_class", "rnn_cell", "hidden", "num_mixtures", "predict_done", "z_size", "action_size")
+RECORDED_BEFORE = {"rnn_class": spec_of(MDNRNN), "rnn_cell": "lstm"}  # what runs recorded before these fields
+FIELD_FLAGS = {"rnn_class": "rnn"}  # the flag that sets a recorded field, where its name differs
 
 
 def _check_resumable(layout: ExperimentLayout, run_config: dict[str, Any]) -> None:
@@ -81,14 +87,52 @@ def _check_resumable(layout: ExperimentLayout, run_config: dict[str, Any]) -> No
     recorded = read_json(path)
     fields = MODEL_FIELDS + (("batch_size",) if run_config["predict_done"] else ())
     for name in fields:
-        if recorded.get(name) != run_config[name]:
-            raise UserError(f"{layout.checkpoints('rnn')} holds a run with {name}={recorded.get(name)}, not "
-                            f"{run_config[name]}; pass --{name}={recorded.get(name)} or --noresume to start over")
+        value = recorded.get(name, RECORDED_BEFORE.get(name))
+        if value != run_config[name]:
+            raise UserError(f"{layout.checkpoints('rnn')} holds a run with {name}={value}, not "
+                            f"{run_config[name]}; pass --{FIELD_FLAGS.get(name, name)}={value} or --noresume to "
+                            "start over")
+
+
+def _given_or_built(config: RNNTrainConfig, data: SeriesSet, model: MemoryModel | None) -> tuple[MemoryModel, str]:
+    """(the M this run trains, where it came from): `model` if given, else a copy of `init_model` (fine-tuning
+    keeps its class, sizes and weights), else `config.rnn` built with the series' sizes."""
+    if model is not None:
+        problem = memory_model_problem(model)
+        if problem:
+            raise UserError(f"train_rnn(model=...): {problem}")
+        return model, f"the given {type(model).__name__}"
+    if config.init_model:
+        return load_rnn(config.init_model), config.init_model
+    sizes = dict(z_size=data.z_size, action_size=data.action_size, hidden_size=config.hidden,
+                 num_mixtures=config.num_mixtures, predict_done=config.predict_done)
+    if config.rnn_cell != "lstm":
+        sizes["cell"] = config.rnn_cell
+    return build_rnn(config.rnn, **sizes), f"--rnn={config.rnn}"
+
+
+def make_model(config: RNNTrainConfig, data: SeriesSet, model: MemoryModel | None = None) -> MemoryModel:
+    """The M to train, seeded by `config.seed`, checked against the interface and the series' sizes (a mismatch
+    is a one-line `UserError`)."""
+    keras.utils.set_random_seed(config.seed)
+    model, source = _given_or_built(config, data, model)
+    for name, want in (("z_size", data.z_size), ("action_size", data.action_size),
+                       ("predict_done", config.predict_done)):
+        if getattr(model, name) != want:
+            raise UserError(f"{source}: {type(model).__name__} has {name}={getattr(model, name)}, but the "
+                            f"{data.env} series need {want}")
+    return model
+
+
+def describe_model(model: MemoryModel) -> str:
+    """'LSTM 512', 'GRU 512' (the MDN-RNN) or 'MyM 256'."""
+    core = model.cell.upper() if isinstance(model, MDNRNN) else type(model).__name__
+    return f"{core} {model.hidden_size}"
 
 
 @dataclasses.dataclass(frozen=True)
 class SeriesPlan:
-    """What a run trains and validates on: the series, the resolved config, the split and the batches."""
+    """What a run trains and validates on: the series, the resolved config, the split, the batches and M."""
 
     data: SeriesSet
     config: RNNTrainConfig  # every None replaced by the paper's value for the series' env
@@ -96,6 +140,7 @@ class SeriesPlan:
     val_episodes: np.ndarray
     batches: EpisodeBatches | StreamBatches
     run_config: dict[str, Any]  # what rnn/config.json records
+    model: MemoryModel  # the M being trained
 
     def validation_batches(self) -> EpisodeBatches | None:
         if not len(self.val_episodes):
@@ -104,12 +149,17 @@ class SeriesPlan:
         return EpisodeBatches(self.data, self.val_episodes, config.batch_size, config.seq_len, config.seed)
 
 
-def plan_run(layout: ExperimentLayout, config: RNNTrainConfig, verbose: bool) -> SeriesPlan:
-    """Reads the series, resolves the config, splits the episodes and records the run in rnn/ (split.json,
-    config.json; --noresume first discards the old checkpoints and validation records)."""
+def plan_run(layout: ExperimentLayout, config: RNNTrainConfig, verbose: bool,
+             model: MemoryModel | None = None) -> SeriesPlan:
+    """Reads the series, resolves the config, builds M (or takes `model`), splits the episodes and records the
+    run in rnn/ (split.json, config.json; --noresume first discards the old checkpoints and validation records)."""
     data = load_series(layout.series, verbose)
     config = config.resolved(data.env)
-    run_config = {**dataclasses.asdict(config), "env": data.env, "z_size": data.z_size,
+    model = make_model(config, data, model)
+    config = dataclasses.replace(config, hidden=model.hidden_size, num_mixtures=model.num_mixtures)
+    run_config = {**dataclasses.asdict(config), "rnn_class": spec_of(type(model)),
+                  "rnn_cell": model.cell if isinstance(model, MDNRNN) else config.rnn_cell,
+                  "env": data.env, "z_size": data.z_size,
                   "action_size": data.action_size, "episodes": data.num_episodes,
                   "frames": int(data.lengths.sum())}
     if config.resume:
@@ -124,7 +174,7 @@ def plan_run(layout: ExperimentLayout, config: RNNTrainConfig, verbose: bool) ->
     write_json(layout.rnn_split, {"validation": [data.files[i].name for i in val_episodes]})
     run_config.update(train_episodes=len(train_episodes), val_episodes=len(val_episodes))
     write_json(layout.run_config("rnn"), run_config)
-    return SeriesPlan(data, config, train_episodes, val_episodes, batches, run_config)
+    return SeriesPlan(data, config, train_episodes, val_episodes, batches, run_config, model)
 
 
 def batch_dataset(batches: EpisodeBatches | StreamBatches, start: int, steps: int,
@@ -147,20 +197,12 @@ def _batch_stream(batches: EpisodeBatches | StreamBatches, start: int,
 
 # ---- the model, its checkpoint, and the best model ----
 
-def _carried_state(config: RNNTrainConfig) -> dict[str, tf.Variable]:
-    """Doom's streams carry the LSTM state (h, c) from chunk to chunk; it is checkpointed with the model."""
+def _carried_state(config: RNNTrainConfig, model: MemoryModel) -> dict[str, tf.Variable]:
+    """Doom's streams carry M's state (h, c) from chunk to chunk; it is checkpointed with the model."""
     if not config.predict_done:
         return {}
-    return {name: tf.Variable(tf.zeros([config.batch_size, config.hidden]), trainable=False, name=name)
-            for name in ("carried_h", "carried_c")}
-
-
-def _start_from(model: MDNRNN, init_model: str) -> None:
-    """Fine-tuning: copies the weights of another rnn.keras of the same sizes."""
-    source = load_rnn(init_model, expect={"z_size": model.z_size, "action_size": model.action_size,
-                                          "hidden_size": model.hidden_size, "num_mixtures": model.num_mixtures,
-                                          "predict_done": model.predict_done})
-    model.set_weights(source.get_weights())
+    return {name: tf.Variable(tf.zeros_like(part), trainable=False, name=name)
+            for name, part in zip(("carried_h", "carried_c"), model.initial_state(config.batch_size))}
 
 
 def _improved(value: float, best: float | None) -> bool:
@@ -172,7 +214,7 @@ class Validation:
     with the lowest `best_metric` to rnn.keras (its step and losses in rnn/best.json), and says when early
     stopping ends the run. A run without a checkpoint starts over: older validation records do not apply."""
 
-    def __init__(self, layout: ExperimentLayout, model: MDNRNN, batches: EpisodeBatches | None,
+    def __init__(self, layout: ExperimentLayout, model: MemoryModel, batches: EpisodeBatches | None,
                  config: RNNTrainConfig, writer: SummaryWriter, log: Callable[[str], None], start: int,
                  resumed: bool):
         self.layout, self.model, self.batches, self.config, self.writer, self.log = (layout, model, batches,
@@ -220,7 +262,7 @@ class TrainingLoop:
     scalars and a progress line, validation every `eval_every` steps (with early stopping) and a checkpoint every
     `checkpoint_every` steps, at the end and on Ctrl-C / SIGTERM."""
 
-    def __init__(self, model: MDNRNN, optimizer: keras.optimizers.Optimizer, checkpoint: TrainingCheckpoint,
+    def __init__(self, model: MemoryModel, optimizer: keras.optimizers.Optimizer, checkpoint: TrainingCheckpoint,
                  carried: dict[str, tf.Variable], plan: SeriesPlan, validation: Validation, writer: SummaryWriter,
                  verbose: bool):
         config = plan.config
@@ -272,8 +314,12 @@ class TrainingLoop:
         return stopped_early
 
 
-def train_rnn(exp_dir: str | Path, config: RNNTrainConfig = RNNTrainConfig(), verbose: bool = True) -> Path:
+def train_rnn(exp_dir: str | Path, config: RNNTrainConfig = RNNTrainConfig(), verbose: bool = True,
+              model: MemoryModel | None = None) -> Path:
     """Trains M on `exp_dir/series/` and saves the best model to `exp_dir/rnn/rnn.keras`; returns that path.
+
+    M is `config.rnn` (a registered name or module:Class, see rnn.interface) built with the series' sizes, or
+    `model`, any Keras model providing `rnn.interface.MemoryModel` (its sizes must fit the series).
 
     Resumes from `exp_dir/rnn/checkpoints/` unless `config.resume` is False. Validation history goes to
     `rnn/validation.json`, the best model's step and losses to `rnn/best.json`. Raises `DataError` for bad
@@ -281,26 +327,22 @@ def train_rnn(exp_dir: str | Path, config: RNNTrainConfig = RNNTrainConfig(), ve
     Ctrl-C / SIGTERM after saving a checkpoint.
     """
     layout = experiment(exp_dir)
-    plan = plan_run(layout, config, verbose)
-    config, data = plan.config, plan.data
+    plan = plan_run(layout, config, verbose, model)
+    config, data, model = plan.config, plan.data, plan.model
     log = print if verbose else (lambda *args, **kwargs: None)
 
-    keras.utils.set_random_seed(config.seed)
-    model = MDNRNN(z_size=data.z_size, action_size=data.action_size, hidden_size=config.hidden,
-                   num_mixtures=config.num_mixtures, predict_done=config.predict_done)
     optimizer = keras.optimizers.Adam(
         learning_rate=PaperDecay(config.learning_rate, config.min_learning_rate, config.decay_rate))
-    carried = _carried_state(config)
+    carried = _carried_state(config, model)
     checkpoint = TrainingCheckpoint(layout.checkpoints("rnn"), model, optimizer, **carried)
     resumed = checkpoint.restore_latest() is not None
     if not resumed and config.init_model:
-        _start_from(model, config.init_model)
         log(f"rnn: starting from the weights of {config.init_model}")
     start = checkpoint.current_step
     if start:
         log(f"rnn: resuming at step {start:,} from {checkpoint.latest}")
     log(f"rnn: {data.env}, {data.num_episodes:,} episodes ({len(plan.train_episodes):,} train, "
-        f"{len(plan.val_episodes):,} validation), z {data.z_size}, action {data.action_size}, LSTM {config.hidden}, "
+        f"{len(plan.val_episodes):,} validation), z {data.z_size}, action {data.action_size}, {describe_model(model)}, "
         f"{config.batch_size} x {config.seq_len} steps a batch, {config.steps:,} steps")
 
     writer = SummaryWriter(layout.tensorboard("rnn"))

@@ -21,7 +21,8 @@ from vae.encode import encode_rollouts
 from vae.train import train_vae
 
 # Fields of a stage's config that do not change its result: a change to them does not make the stage run again.
-OPERATIONAL = {"workers", "episode_timeout", "verbose", "checkpoint_every", "log_every", "resume"}
+OPERATIONAL = {"workers", "backend", "ray_address", "episode_timeout", "verbose", "checkpoint_every", "log_every",
+               "resume"}
 
 
 def settings_of(stage_config: Any) -> dict:

@@ -20,7 +20,8 @@ from common.progress import format_duration
 from run.report_data import NOT_RUN, ControllerResult, Experiment, portable, portable_command, round_real
 
 CARRACING_VARIANTS = ("full", "z", "z_hidden")  # the paper's CarRacing rows 0-2, in its table's order
-VARIANT_NAMES = {"full": "reads [z, h]", "z": "reads z only", "z_hidden": "z through 40 tanh units"}
+VARIANT_NAMES = {"full": "reads [z, h]", "z": "reads z only", "z_hidden": "z through 40 tanh units",
+                 "full_hidden": "the full C plus 8 tanh units on z"}
 ROUND_NOTE = "the paper's iterative procedure; M also saw the controller's real episodes"
 
 
@@ -177,7 +178,8 @@ def parameter_section(experiments: list[Experiment]) -> str:
                 paper_c = PARAMETER_COUNTS[run.task]["controller"]
             else:
                 paper_c = ABLATION_CONTROLLER_COUNTS.get(run.variant, "—") if run.task == "carracing" else "—"
-            inputs = "reads [z, c, h]" if run.task == "doom" and run.variant == "full" else VARIANT_NAMES[run.variant]
+            inputs = ("reads [z, c, h]" if run.task == "doom" and run.variant == "full"
+                      else VARIANT_NAMES.get(run.variant, "not in the paper"))
             rows.append([experiment.name, f"C `{run.name}` ({inputs})", f"{run.params:,}", count(paper_c)])
         if not experiment.controllers:
             rows.append([experiment.name, "C (controller)", NOT_RUN, count(paper.get("controller", "—"))])

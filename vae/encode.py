@@ -19,29 +19,35 @@ import numpy as np
 from absl import flags
 
 from common.errors import DataError, UserError, run_main
+from common.interfaces import import_saved_module
 from common.layout import experiment
 from common.progress import Progress
 from common.storage import episode_files, read_rollout, read_series, write_npz
 from vae.data import scan_rollout
+from vae.interface import VisionModel, vision_model_problem
 from vae.model import ConvVAE
 
 ENCODE_BATCH = 1000  # frames per compiled call; an episode's frames are encoded in chunks of this size
 
 
-def load_vae(path: str | os.PathLike, z_size: int | None = None) -> ConvVAE:
-    """Loads a ConvVAE saved as `.keras`; a missing, corrupt or foreign file, or another z_size, raises DataError."""
+def load_vae(path: str | os.PathLike, z_size: int | None = None) -> VisionModel:
+    """Loads a V saved as `.keras`: the paper's ConvVAE or any `vae.interface.VisionModel` (its module imported
+    first); a missing, corrupt or foreign file, a class that cannot be imported, or another z_size raises
+    DataError."""
     import keras
 
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found (train V first: python -m vae.train)")
+    import_saved_module(path, "V")
     try:
         model = keras.saving.load_model(path, custom_objects={"ConvVAE": ConvVAE})
     except Exception as error:  # noqa: BLE001 - Keras raises many types for a bad file
         first_line = (str(error).strip().splitlines() or [""])[0][:200]
         raise DataError(f"{path}: not a loadable .keras model ({type(error).__name__}: {first_line})") from None
-    if not isinstance(model, ConvVAE):
-        raise DataError(f"{path}: holds a {type(model).__name__}, not a ConvVAE")
+    problem = vision_model_problem(model)
+    if problem:
+        raise DataError(f"{path}: holds a {type(model).__name__}, not a ConvVAE or another V: {problem}")
     if z_size is not None and model.z_size != z_size:
         raise DataError(f"{path}: the model has z_size={model.z_size}, expected {z_size}")
     return model

@@ -10,7 +10,8 @@ Another encoder or decoder plugs in without touching the training script, either
 
 (the encoder maps (B, 64, 64, 3) to a (B, F) feature vector, on which ConvVAE keeps its two Dense heads for
 mu and log sigma^2; the decoder maps (B, z) to (B, 64, 64, 3) values in [0, 1]), or by subclassing and
-overriding `encode` / `decode`.
+overriding `encode` / `decode` / `loss_terms` (`vae.interface.VisionModel` lists what any V provides). A beta-VAE
+is this model trained with `python -m vae.train --beta=4` (the KL term weighted by beta; the paper's is 1).
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ class ConvVAE(keras.Model):
       dtype: a Keras dtype policy, e.g. "mixed_bfloat16"; outputs are always float32.
 
     `call(images)` returns (reconstruction, mu, logvar) with z sampled; the public methods are `encode`,
-    `sample`, `decode`, `reconstruct` and the compiled `encode_frames` for uint8 frames.
+    `sample`, `decode`, `reconstruct`, `loss_terms` and the compiled `encode_frames` for uint8 frames: it
+    provides `vae.interface.VisionModel`.
     """
 
     def __init__(self, z_size: int = 32, encoder: layers.Layer | None = None,
@@ -147,6 +149,10 @@ class ConvVAE(keras.Model):
                 input_signature=[tf.TensorSpec((None, *FRAME_SHAPE), tf.uint8)], reduce_retracing=True)
         return self._encode_frames_fn(tf.convert_to_tensor(frames, dtype=tf.uint8))
 
+    def loss_terms(self, images: Any, reconstruction: Any, mu: Any, logvar: Any) -> tuple[tf.Tensor, tf.Tensor]:
+        """The paper's per-image loss terms (B,): (summed squared error, KL divergence); see `vae_loss`."""
+        return reconstruction_error(images, reconstruction), kl_divergence(mu, logvar)
+
     def get_config(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -174,18 +180,31 @@ def kl_divergence(mu: Any, logvar: Any) -> tf.Tensor:
     return -0.5 * ops.sum(1.0 + logvar - ops.square(mu) - ops.exp(logvar), axis=-1)
 
 
-def vae_loss(images: Any, reconstruction: Any, mu: Any, logvar: Any,
-             kl_tolerance: float = KL_TOLERANCE) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """The paper's loss: returns (total, recon, kl), each a scalar averaged over the batch.
-
-    recon: per image, the sum of squared errors over all pixels and channels.
-    kl: per image, the KL divergence clamped from below at `kl_tolerance * z_size` ("free bits"): an example
-    whose KL is under the floor adds nothing to the gradient, which keeps the latent from collapsing.
-    """
+def reconstruction_error(images: Any, reconstruction: Any) -> tf.Tensor:
+    """Per image (B,): the sum of squared errors over all pixels and channels."""
     images = ops.cast(images, "float32")
     reconstruction = ops.cast(reconstruction, "float32")
-    recon = ops.mean(ops.sum(ops.square(images - reconstruction), axis=(1, 2, 3)))
-    z_size = ops.shape(mu)[-1]
+    return ops.sum(ops.square(images - reconstruction), axis=(1, 2, 3))
+
+
+def combine_losses(recon: Any, kl: Any, z_size: Any, kl_tolerance: float = KL_TOLERANCE,
+                   beta: float = 1.0) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Per-image terms (B,) -> (total, recon, kl) batch means: total = recon + beta * kl, with each example's kl
+    clamped from below at `kl_tolerance * z_size` ("free bits": an example whose KL is under the floor adds
+    nothing to the gradient, which keeps the latent from collapsing). beta = 1 is the paper's VAE; beta > 1 a
+    beta-VAE (Higgins et al., 2017), which trades reconstruction for a latent closer to the prior."""
+    recon = ops.mean(recon)
     floor = ops.cast(kl_tolerance * z_size, "float32")
-    kl = ops.mean(ops.maximum(kl_divergence(mu, logvar), floor))
-    return recon + kl, recon, kl
+    kl = ops.mean(ops.maximum(kl, floor))
+    return recon + beta * kl, recon, kl
+
+
+def vae_loss(images: Any, reconstruction: Any, mu: Any, logvar: Any, kl_tolerance: float = KL_TOLERANCE,
+             beta: float = 1.0) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """The paper's loss (beta = 1): returns (total, recon, kl), each a scalar averaged over the batch.
+
+    recon: per image, the sum of squared errors over all pixels and channels.
+    kl: per image, the KL divergence clamped from below at `kl_tolerance * z_size` (see `combine_losses`).
+    """
+    return combine_losses(reconstruction_error(images, reconstruction), kl_divergence(mu, logvar),
+                          ops.shape(mu)[-1], kl_tolerance, beta)

@@ -2,6 +2,7 @@
 
     python -m vae.train --exp_dir=exp/doom                  # the paper's settings: 1 epoch, batch 100, Adam 1e-4
     python -m vae.train --exp_dir=exp/doom --epochs=10      # the 2018 code's 10 epochs (continues a finished run)
+    python -m vae.train --exp_dir=exp/doom --beta=4         # a beta-VAE: the KL term weighted x4
 
 A second run of the same command resumes from the last checkpoint in `DIR/vae/checkpoints/` (model, Adam state,
 step and position in the epoch); `--noresume` starts over. Checkpoints are written every `--checkpoint_every`
@@ -22,6 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 from absl import flags, logging
+from keras import ops
 
 from common.errors import DataError, UserError, run_main
 from common.flags import ConfigFlags
@@ -32,7 +34,8 @@ from common.storage import atomic_path, episode_files, read_json, write_json
 from common.tensorboard import SummaryWriter, TrainingScalars
 from common.training import TrainingCheckpoint, apply_if_finite, check_finite, checkpoint_on_interrupt
 from vae.data import PARALLEL_READS, SHUFFLE_BUFFER, data_error_from, frame_batches, load_frames, scan_rollouts
-from vae.model import KL_TOLERANCE, ConvVAE, frames_to_inputs, inputs_to_frames, vae_loss
+from vae.interface import VisionModel, vision_model_problem
+from vae.model import KL_TOLERANCE, ConvVAE, combine_losses, frames_to_inputs, inputs_to_frames
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +47,7 @@ class VAETrainConfig:
     batch_size: int = VAE_BATCH_SIZE  # frames per batch (paper)
     learning_rate: float = VAE_LEARNING_RATE  # Adam (paper)
     kl_tolerance: float = KL_TOLERANCE  # free bits: KL floor per example, in nats per latent dimension
+    beta: float = 1.0  # weight of the KL term: 1 is the paper's VAE, above 1 a beta-VAE (Higgins et al., 2017)
     seed: int = 0  # drives the weights, the episode order, the frame shuffle and the sampled z
     mixed_precision: bool = False  # Keras 'mixed_bfloat16' policy (weights stay float32)
     shuffle_buffer: int = SHUFFLE_BUFFER  # frames in the shuffle buffer
@@ -65,14 +69,19 @@ class VAETrainConfig:
             raise UserError(f"--learning_rate={self.learning_rate}: must be a positive number")
         if not self.kl_tolerance >= 0:
             raise UserError(f"--kl_tolerance={self.kl_tolerance}: must be >= 0")
+        if not (self.beta >= 0 and math.isfinite(self.beta)):
+            raise UserError(f"--beta={self.beta}: must be a number >= 0")
         if self.max_steps is not None and self.max_steps < 0:
             raise UserError(f"--max_steps={self.max_steps}: must be >= 0")
         return self
 
 
-def make_train_step(model: ConvVAE, optimizer: keras.optimizers.Optimizer, batch_size: int,
-                    kl_tolerance: float = KL_TOLERANCE) -> Callable[[tf.Tensor], tuple[tf.Tensor, ...]]:
+def make_train_step(model: VisionModel, optimizer: keras.optimizers.Optimizer, batch_size: int,
+                    kl_tolerance: float = KL_TOLERANCE,
+                    beta: float = 1.0) -> Callable[[tf.Tensor], tuple[tf.Tensor, ...]]:
     """A compiled step on a uint8 batch (batch_size, 64, 64, 3) -> (total, recon, kl, finite).
+
+    The loss is V's own per-image `loss_terms`, combined as recon + beta * kl with free bits (`combine_losses`).
 
     The update is applied only when the loss and every gradient are finite (`apply_if_finite`), so a NaN never
     reaches the weights (or a checkpoint); the caller stops on `finite == False`.
@@ -83,7 +92,8 @@ def make_train_step(model: ConvVAE, optimizer: keras.optimizers.Optimizer, batch
         images = frames_to_inputs(frames)
         with tf.GradientTape() as tape:
             reconstruction, mu, logvar = model(images, training=True)
-            total, recon, kl = vae_loss(images, reconstruction, mu, logvar, kl_tolerance)
+            recon_terms, kl_terms = model.loss_terms(images, reconstruction, mu, logvar)
+            total, recon, kl = combine_losses(recon_terms, kl_terms, ops.shape(mu)[-1], kl_tolerance, beta)
         gradients = tape.gradient(total, model.trainable_variables)
         return total, recon, kl, apply_if_finite(optimizer, gradients, model.trainable_variables, total)
 
@@ -99,9 +109,9 @@ def resolve_z_size(config: VAETrainConfig, env: str | None, folder: Path) -> int
     return Z_SIZE[env]
 
 
-def reconstruction_grid(model: ConvVAE, frames: np.ndarray, columns: int = 8) -> np.ndarray:
+def reconstruction_grid(model: VisionModel, frames: np.ndarray, columns: int = 8) -> np.ndarray:
     """uint8 image: rows of originals, each followed by a row of their reconstructions (from mu)."""
-    reconstructed = inputs_to_frames(model.reconstruct(frames_to_inputs(frames)))
+    reconstructed = inputs_to_frames(model.decode(model.encode(frames_to_inputs(frames))[0]))
     columns = min(columns, len(frames))
     rows = []
     for start in range(0, len(frames) - len(frames) % columns, columns):
@@ -132,10 +142,10 @@ def save_png(path: Path, image: np.ndarray) -> None:
         Image.fromarray(image).save(tmp)
 
 
-def save_model(model: ConvVAE, path: Path) -> None:
+def save_model(model: VisionModel, path: Path) -> None:
     """Saves `model` as a `.keras` file, atomically, with a float32 policy whatever it trained with."""
     if model.dtype_policy.name != "float32":
-        model_f32 = ConvVAE.from_config({**model.get_config(), "dtype": "float32"})
+        model_f32 = type(model).from_config({**model.get_config(), "dtype": "float32"})
         model_f32.set_weights(model.get_weights())
         model = model_f32
     with atomic_path(path, suffix=".keras") as tmp:
@@ -154,8 +164,11 @@ class RolloutPlan:
     total_steps: int  # the run's last step: all epochs, or --max_steps if fewer
 
 
-def plan_run(layout: ExperimentLayout, config: VAETrainConfig, model: ConvVAE | None) -> RolloutPlan:
-    """Scans `rollouts/` and works out the latent size and step counts; bad rollouts raise `DataError`."""
+def plan_run(layout: ExperimentLayout, config: VAETrainConfig, model: VisionModel | None) -> RolloutPlan:
+    """Scans `rollouts/` and works out the latent size and step counts; bad rollouts raise `DataError`, a given
+    model that is no V (`vae.interface.VisionModel`) `UserError`."""
+    if model is not None and vision_model_problem(model):
+        raise UserError(f"train_vae(model=...): {vision_model_problem(model)}")
     rollouts = scan_rollouts(episode_files(layout.rollouts, "rollout"))
     if model is not None:
         if config.z_size is not None and config.z_size != model.z_size:
@@ -200,13 +213,15 @@ def record_run_config(layout: ExperimentLayout, config: VAETrainConfig, plan: Ro
 class TrainingState:
     """V's checkpoint (`TrainingCheckpoint`: model, Adam's slots, the step) plus the epoch and the frames of it
     already done, and the z sampler's state (Keras does not checkpoint a SeedGenerator, and a resumed run must
-    draw the same z as an uninterrupted one)."""
+    draw the same z as an uninterrupted one; a V without a `seed_generator` resumes with other draws)."""
 
-    def __init__(self, model: ConvVAE, optimizer: keras.optimizers.Optimizer, directory: Path):
+    def __init__(self, model: VisionModel, optimizer: keras.optimizers.Optimizer, directory: Path):
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.epoch_frames = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch_frames")
+        sampler = getattr(model, "seed_generator", None)
+        position = {} if sampler is None else {"sampler": sampler.state}
         self.checkpoint = TrainingCheckpoint(directory, model, optimizer, epoch=self.epoch,
-                                             epoch_frames=self.epoch_frames, sampler=model.seed_generator.state)
+                                             epoch_frames=self.epoch_frames, **position)
         self.step = self.checkpoint.step
 
     def position(self) -> tuple[int, int, int]:
@@ -218,11 +233,11 @@ class EpochLoop:
     """V's training loop: epochs of shuffled batches from the saved position, a checkpoint (with a reconstruction
     image) every `checkpoint_every` steps and at each epoch's end, TensorBoard scalars and a progress line."""
 
-    def __init__(self, model: ConvVAE, optimizer: keras.optimizers.Optimizer, state: TrainingState,
+    def __init__(self, model: VisionModel, optimizer: keras.optimizers.Optimizer, state: TrainingState,
                  writer: SummaryWriter, plan: RolloutPlan, config: VAETrainConfig, verbose: bool):
         self.model, self.state, self.writer, self.plan, self.config = model, state, writer, plan, config
         self.sample = sample_frames(plan.files, seed=config.seed)
-        self.train_step = make_train_step(model, optimizer, config.batch_size, config.kl_tolerance)
+        self.train_step = make_train_step(model, optimizer, config.batch_size, config.kl_tolerance, config.beta)
         self.scalars = TrainingScalars(writer, config.log_every, optimizer, config.batch_size, "frames")
         self.progress = Progress("vae", plan.total_steps, "steps", rate_unit="frames", start_done=state.position()[0],
                                  stream=None if verbose else io.StringIO())
@@ -274,10 +289,11 @@ class EpochLoop:
 
 
 def train_vae(exp_dir: str | Path, config: VAETrainConfig = VAETrainConfig(),
-              model: ConvVAE | None = None, verbose: bool = True) -> Path:
+              model: VisionModel | None = None, verbose: bool = True) -> Path:
     """Trains V on `exp_dir/rollouts/` and saves `exp_dir/vae/vae.keras`; returns that path.
 
-    `model` replaces the paper's ConvVAE (e.g. one with another encoder); its z_size wins over the config's.
+    `model` replaces the paper's ConvVAE (e.g. one with another encoder, or any `vae.interface.VisionModel`); its
+    z_size wins over the config's. `config.beta` weights the KL term (a beta-VAE above 1).
     Resumes from `exp_dir/vae/checkpoints/` unless `config.resume` is False; a finished run is not redone.
     Raises `DataError` for bad rollouts or checkpoints, `UserError` on a non-finite loss (nothing is saved: the
     last good checkpoint stays), `TrainingInterrupted` on Ctrl-C / SIGTERM after saving a checkpoint.
@@ -301,7 +317,8 @@ def train_vae(exp_dir: str | Path, config: VAETrainConfig = VAETrainConfig(),
         log(f"vae: resuming at step {start_step:,} (epoch {start_epoch + 1}, {start_frames:,} frames in) "
             f"from {restored}")
     log(f"vae: z_size {plan.z_size}, {len(plan.files):,} episodes, {plan.frames:,} frames, "
-        f"{plan.steps_per_epoch:,} steps an epoch, {config.epochs} epoch(s), {model.dtype_policy.name}")
+        f"{plan.steps_per_epoch:,} steps an epoch, {config.epochs} epoch(s), {model.dtype_policy.name}"
+        + (f", beta {config.beta:g}" if config.beta != 1.0 else ""))
 
     writer = SummaryWriter(layout.tensorboard("vae"))
     writer.hyperparameters(run_config, start_step)
