@@ -12,6 +12,9 @@ pool never hangs.
 Workers run single-threaded and see no GPU unless asked (`common.threads.worker_environ`): K workers would
 otherwise each start CUDA and take GPU memory. TensorFlow's start-up lines, printed while a worker loads its
 models, are filtered out of its stderr (`common.startup`).
+
+`Pool` is what every backend offers (`imap_unordered`, `map`, `close`, `restarts`); `WorkerPool` is the
+`processes` backend, `common.ray_pool.RayPool` the `ray` one, and `common.backend.Backend.pool` picks one.
 """
 
 from __future__ import annotations
@@ -67,6 +70,15 @@ def child_pids(pid: int) -> list[int]:
     return children
 
 
+def kill_children(pid: int) -> None:
+    """Kills the processes `pid` started (ViZDoom's game process outlives the worker that started it)."""
+    for child in child_pids(pid):
+        try:
+            os.kill(child, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def _worker_main(conn, payload: bytes) -> None:
     """A worker's life: start (functions unpickled here, not by multiprocessing, so that TensorFlow loads inside
     `filtered_stderr`), then run tasks until the parent sends None."""
@@ -96,6 +108,50 @@ def _worker_main(conn, payload: bytes) -> None:
             return
 
 
+class Pool:
+    """A pool of workers, whatever runs them: `init_fn(*init_args)` once per worker, then `task_fn(state, task)`
+    per task; crashed and hung workers are replaced and their tasks re-run; a failing task stops the run with a
+    one-line `WorkerError`. Subclasses implement `imap_unordered` and `close`."""
+
+    num_workers: int
+    restarts: int
+    error_log: Path | None
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def imap_unordered(self, tasks: Iterable[Any]) -> Iterator[tuple[int, Any]]:
+        """Yields `(index, result)` for every task, in completion order."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stops every worker."""
+        raise NotImplementedError
+
+    def map(self, tasks: Iterable[Any]) -> list[Any]:
+        """Runs all tasks and returns their results in task order."""
+        tasks = list(tasks)
+        results: list[Any] = [None] * len(tasks)
+        for index, result in self.imap_unordered(tasks):
+            results[index] = result
+        return results
+
+    def _error(self, message: str, trace: str) -> WorkerError:
+        """The one-line error of a failed task or worker; its traceback goes to `error_log`, not the screen."""
+        if self.error_log is not None:
+            try:
+                self.error_log.parent.mkdir(parents=True, exist_ok=True)
+                with open(self.error_log, "a", encoding="utf-8") as f:
+                    f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n{trace}\n")
+                message += f" (worker traceback in {self.error_log})"
+            except OSError:
+                pass  # the one-line error matters more than its log
+        return WorkerError(message, trace)
+
+
 @dataclasses.dataclass
 class _Worker:
     process: multiprocessing.process.BaseProcess
@@ -106,7 +162,7 @@ class _Worker:
     task_started: float = 0.0
 
 
-class WorkerPool:
+class WorkerPool(Pool):
     """`num_workers` spawned processes; `imap_unordered(tasks)` yields `(index, result)` as tasks finish.
 
     Args:
@@ -141,12 +197,6 @@ class WorkerPool:
         self._workers: list[_Worker] = []
         self.restarts = 0
 
-    def __enter__(self) -> WorkerPool:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
     def _start_worker(self) -> _Worker:
         parent, child = self._context.Pipe(duplex=True)
         process = self._context.Process(target=_worker_main, daemon=True, args=(child, self._payload))
@@ -162,24 +212,12 @@ class WorkerPool:
 
     def _kill(self, worker: _Worker) -> None:
         if worker.process.is_alive():
-            for child in child_pids(worker.process.pid):  # ViZDoom's game process would outlive its worker
-                try:
-                    os.kill(child, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            kill_children(worker.process.pid)  # ViZDoom's game process would outlive its worker
             worker.process.kill()
         worker.process.join(timeout=10)
         worker.conn.close()
         if worker in self._workers:
             self._workers.remove(worker)
-
-    def map(self, tasks: Iterable[Any]) -> list[Any]:
-        """Runs all tasks and returns their results in task order."""
-        tasks = list(tasks)
-        results: list[Any] = [None] * len(tasks)
-        for index, result in self.imap_unordered(tasks):
-            results[index] = result
-        return results
 
     def imap_unordered(self, tasks: Iterable[Any]) -> Iterator[tuple[int, Any]]:
         """Yields `(index, result)` for every task, in completion order."""
@@ -224,18 +262,6 @@ class WorkerPool:
                         self._replace(worker, tasks, pending, attempts, died, hung)
         finally:
             self._drain_busy()
-
-    def _error(self, message: str, trace: str) -> WorkerError:
-        """The one-line error of a failed task or worker; its traceback goes to `error_log`, not the screen."""
-        if self.error_log is not None:
-            try:
-                self.error_log.parent.mkdir(parents=True, exist_ok=True)
-                with open(self.error_log, "a", encoding="utf-8") as f:
-                    f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n{trace}\n")
-                message += f" (worker traceback in {self.error_log})"
-            except OSError:
-                pass  # the one-line error matters more than its log
-        return WorkerError(message, trace)
 
     def _replace(self, worker: _Worker, tasks, pending, attempts, died: bool, hung: bool) -> None:
         index = worker.task_index

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 from absl import flags
 
+from common.backend import Backend
 from common.errors import UserError, run_main
 from common.flags import ConfigFlags
 from common.layout import ControllerRun, experiment
 from common.paper import DOOM_RESOLUTION, DOOM_TEMPERATURE, EVAL_EPISODES
-from common.pool import check_worker_count
 from common.seeding import derive_seed
 from common.storage import file_digest, write_json
 from controller.agent import play_episode
@@ -40,6 +40,9 @@ class EvaluateConfig:
     episodes: int = EVAL_EPISODES  # episodes to play (the paper's 100 random rollouts)
     controller_file: str | None = None  # default: controller/<env>_full/controller.json (Doom: the dream's)
     workers: int = 1  # processes playing episodes
+    backend: str = "processes"  # where episodes run: processes (this machine) or ray (a Ray cluster's nodes)
+    ray_address: str | None = None  # --backend=ray: auto joins the cluster `ray start` runs; HOST:PORT a given
+    # head; unset starts a local Ray
     seed: int = 0  # episode i plays seed derive_seed(seed, EVAL_SEED_OFFSET + 1, i)
     max_steps: int | None = None  # episode step limit; None: the task's (CarRacing 1,000, Doom 2,100)
     doom_resolution: str = DOOM_RESOLUTION  # real Doom's render size
@@ -51,9 +54,7 @@ class EvaluateConfig:
             raise UserError(f"--env={self.env}: choose from {', '.join(EVAL_ENVS)}")
         if self.episodes < 1:
             raise UserError(f"--episodes={self.episodes}: must be at least 1")
-        if self.workers < 1:
-            raise UserError(f"--workers={self.workers}: must be at least 1")
-        check_worker_count(self.workers)
+        Backend.of(self).validated().check_workers(self.workers)
         if self.video and Path(self.video).suffix.lower() not in (".mp4", ".gif"):
             raise UserError(f"--video={self.video}: must end in .mp4 or .gif")
         return self
@@ -89,7 +90,8 @@ def evaluate_controller(exp_dir, config: EvaluateConfig, verbose: bool = True) -
     setup = RealSetup(str(experiment(exp_dir, create=False).root), config.env, controller.get_config(),
                       config.max_steps, config.doom_resolution)
     seeds = evaluation_seeds(config.seed, config.episodes)
-    evaluator = RealEvaluator(setup, min(config.workers, config.episodes), config.episode_timeout)
+    evaluator = RealEvaluator(setup, min(config.workers, config.episodes), config.episode_timeout,
+                              Backend.of(config))
     try:
         scores = evaluator(params[None], seeds)[0]
     finally:

@@ -1,7 +1,9 @@
 """Where candidate controllers are scored: real environments in a worker pool, or the batched dream.
 
 Both evaluators take a population (N, P) and seeds (R,) and return returns (N, R): every candidate plays every
-seed, so all candidates of a generation are ranked on the same episodes.
+seed, so all candidates of a generation are ranked on the same episodes. The real one runs on either pool backend
+(`common.backend`): worker processes on this machine, or Ray actors on a cluster's nodes, which receive V and M
+through Ray's object store.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from typing import Any
 import numpy as np
 
 import envs
+from common.backend import Backend
 from common.layout import experiment
-from common.pool import WorkerPool
 from common.threads import limit_tensorflow_threads
+from common.worker_files import WorkerFiles
 from controller.agent import Agent, play_episode
+from controller.interface import controller_from_config
 from controller.model import Controller
 from envs.dream import DreamDynamics
 from rnn.model import load_rnn
@@ -36,13 +40,24 @@ class RealSetup:
     rnn_path: str | None = None
 
 
-def load_agent(setup: RealSetup):
-    """V, M and C of an experiment as an `Agent` (checks that they fit together)."""
+def model_files(setup: RealSetup) -> WorkerFiles:
+    """V's and M's files ('vae', 'rnn'): the setup's own paths, else the experiment's."""
+    if setup.vae_path and setup.rnn_path:
+        return WorkerFiles.of(vae=setup.vae_path, rnn=setup.rnn_path)
     layout = experiment(setup.exp_dir, create=False)
-    controller = Controller(**setup.controller)
-    vae = load_vae(setup.vae_path or layout.vae_model)
-    rnn = load_rnn(setup.rnn_path or layout.rnn_model)
-    return Agent(vae, rnn, controller)
+    return WorkerFiles.of(vae=setup.vae_path or layout.vae_model, rnn=setup.rnn_path or layout.rnn_model)
+
+
+def agent_from_files(controller_config: dict, files: WorkerFiles):
+    """V and M read from `files` ('vae', 'rnn') with C built from its config, as an `Agent` (which checks that
+    they fit together)."""
+    controller = controller_from_config(controller_config)
+    return Agent(load_vae(files.path("vae")), load_rnn(files.path("rnn")), controller)
+
+
+def load_agent(setup: RealSetup, files: WorkerFiles | None = None):
+    """V, M and C of an experiment as an `Agent`; `files`: where V and M are (default: `model_files(setup)`)."""
+    return agent_from_files(setup.controller, files or model_files(setup))
 
 
 def make_real_env(setup: RealSetup):
@@ -50,9 +65,9 @@ def make_real_env(setup: RealSetup):
     return envs.make_env(setup.env, **kwargs)
 
 
-def _init_real_worker(setup: RealSetup) -> tuple[Any, Any, RealSetup]:
+def _init_real_worker(setup: RealSetup, files: WorkerFiles) -> tuple[Any, Any, RealSetup]:
     limit_tensorflow_threads(1)
-    return make_real_env(setup), load_agent(setup), setup
+    return make_real_env(setup), load_agent(setup, files), setup
 
 
 def _play_real_episode(state, task: tuple[np.ndarray, int]) -> float:
@@ -63,18 +78,21 @@ def _play_real_episode(state, task: tuple[np.ndarray, int]) -> float:
 
 
 class RealEvaluator:
-    """Plays candidates in the real environment on `workers` spawned processes (each loads V and M once).
+    """Plays candidates in the real environment on `workers` workers of `backend` (spawned processes by default;
+    each loads V and M once).
 
     A worker that fails (e.g. CarRacing on a Doom experiment's V) stops the run with a one-line `WorkerError`;
     its traceback is appended to the experiment's `worker_errors.log`.
     """
 
-    def __init__(self, setup: RealSetup, workers: int, episode_timeout: float = 900.0):
+    def __init__(self, setup: RealSetup, workers: int, episode_timeout: float = 900.0,
+                 backend: Backend | None = None):
         self.setup = setup
-        self.pool = WorkerPool(workers, _play_real_episode, _init_real_worker, (setup,),
-                               task_timeout=episode_timeout,
-                               describe=lambda task: f"{setup.env} episode with seed {task[1]}",
-                               error_log=experiment(setup.exp_dir, create=False).worker_errors)
+        backend = backend or Backend()
+        self.pool = backend.pool(workers, _play_real_episode, _init_real_worker, (setup, model_files(setup)),
+                                 task_timeout=episode_timeout,
+                                 describe=lambda task: f"{setup.env} episode with seed {task[1]}",
+                                 error_log=experiment(setup.exp_dir, create=False).worker_errors)
 
     def __call__(self, population: np.ndarray, seeds: np.ndarray) -> np.ndarray:
         population = np.asarray(population, np.float32)

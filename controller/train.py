@@ -3,6 +3,7 @@
     python -m controller.train --exp_dir=DIR --env=carracing --workers=2
     python -m controller.train --exp_dir=DIR --env=doomrnn --temperature=1.15     # Doom, in the dream only
     python -m controller.train --exp_dir=DIR --env=carracing --controller=z_hidden   # the paper's ablation
+    python -m controller.train --exp_dir=DIR --env=doomrnn --controller=full_hidden  # C with a small hidden layer
 
 Output in DIR/controller/<env>_<variant>[_t<tau>]/: es.pkl (the pickled pycma strategy, checkpointed atomically
 every generation; a killed run resumes at the next generation on the same trajectory), controller.json (the CMA
@@ -20,11 +21,11 @@ from typing import Any
 import numpy as np
 from absl import flags
 
+from common.backend import Backend
 from common.errors import UserError, run_main
 from common.flags import ConfigFlags
 from common.layout import ControllerRun, experiment
 from common.paper import DOOM_RESOLUTION, DOOM_TEMPERATURE, EPISODE_STEPS
-from common.pool import check_worker_count
 from common.storage import read_json, write_json
 from common.tensorboard import SummaryWriter
 from controller.es import (
@@ -39,7 +40,8 @@ from controller.es import (
     save_state,
     write_history,
 )
-from controller.model import Controller
+from controller.interface import CONTROLLERS, make_controller
+from controller.model import Controller, save_controller
 from controller.plots import plot_training_progress
 from controller.rollouts import DreamEvaluator, RealEvaluator, RealSetup, default_workers
 from envs.dream import load_dream
@@ -53,9 +55,13 @@ class ControllerTrainConfig:
     """How to train C; the defaults are the paper's."""
 
     env: str = "carracing"  # carracing, doom (real VizDoom), or doomrnn (the dream)
-    controller: str = "full"  # C's inputs: full ([z, h]; Doom [z, c, h]), z, or z_hidden (40 tanh units)
+    controller: str = "full"  # which C, by registered name: full ([z, h]; Doom [z, c, h]), z, z_hidden (40 tanh
+    # units; the paper's three), full_hidden (full plus 8 tanh units on z), or module:Class of your own
     es: ESConfig = ESConfig()  # the CMA-ES search
     workers: int = 1  # processes playing real episodes (unused in the dream, which runs as one batch)
+    backend: str = "processes"  # where real episodes run: processes (this machine) or ray (a Ray cluster's nodes)
+    ray_address: str | None = None  # --backend=ray: auto joins the cluster `ray start` runs; HOST:PORT a given
+    # head; unset starts a local Ray
     temperature: float = DOOM_TEMPERATURE  # doomrnn: the dream's tau (the paper's 1.15; the 2018 code used 1.25)
     max_steps: int | None = None  # episode step limit; None: the task's (CarRacing 1,000, Doom 2,100)
     doom_resolution: str = DOOM_RESOLUTION  # real Doom's render size
@@ -75,11 +81,10 @@ class ControllerTrainConfig:
             raise UserError(f"--popsize={self.es.popsize}: CMA-ES needs at least 2 candidates")
         if not self.es.sigma > 0:
             raise UserError(f"--sigma={self.es.sigma}: must be positive")
-        if self.workers < 1:
-            raise UserError(f"--workers={self.workers}: must be at least 1")
-        check_worker_count(self.workers)
+        Backend.of(self).validated().check_workers(self.workers)
         if not self.temperature > 0:
             raise UserError(f"--temperature={self.temperature}: must be positive")
+        CONTROLLERS.resolve(self.controller)  # an unknown name fails before any model loads
         return self
 
     def model_env(self) -> str:
@@ -122,7 +127,7 @@ def _open_state(files: ControllerRun, config: ControllerTrainConfig, controller:
     x0 = None
     if config.init_file:
         init_controller, x0 = Controller.load(config.init_file)
-        if init_controller != controller:
+        if init_controller.get_config() != controller.get_config():
             raise UserError(f"{config.init_file}: a {init_controller.env} '{init_controller.variant}' controller, "
                             f"but this run trains {controller.env} '{controller.variant}'")
     write_json(files.config, identity)
@@ -143,18 +148,18 @@ def train_controller(exp_dir: str | Path, config: ControllerTrainConfig, verbose
     if config.env == "doomrnn":
         dynamics = _dream_dynamics(exp_dir, config)
         rnn = dynamics.rnn
-        controller = Controller(model_env, config.controller, rnn.z_size, rnn.hidden_size)
+        controller = make_controller(config.controller, model_env, rnn.z_size, rnn.hidden_size)
         evaluate = DreamEvaluator(dynamics, controller)
     else:
         rnn = load_rnn(experiment(exp_dir, create=False).rnn_model)
-        controller = Controller(model_env, config.controller, rnn.z_size, rnn.hidden_size)
+        controller = make_controller(config.controller, model_env, rnn.z_size, rnn.hidden_size)
         evaluate = RealEvaluator(_real_setup(exp_dir, config, controller, model_env), config.workers,
-                                 config.episode_timeout)
+                                 config.episode_timeout, Backend.of(config))
     state = _open_state(files, config, controller)
     real_check = None
     if config.env == "doomrnn" and config.real_eval_every > 0:
         real_check = RealEvaluator(_real_setup(exp_dir, config, controller, "doom"), config.workers,
-                                   config.episode_timeout)
+                                   config.episode_timeout, Backend.of(config))
     writer = SummaryWriter(files.tensorboard)
     writer.hyperparameters(dataclasses.asdict(config), state.generation)
     say = print if verbose else (lambda *args, **kwargs: None)
@@ -207,9 +212,9 @@ def _real_check(state: ESState, config: ControllerTrainConfig, real_check: RealE
 def _checkpoint(files: ControllerRun, state: ESState, controller: Controller, config: ControllerTrainConfig) -> None:
     """Everything of this generation, each file atomic; es.pkl last, so a resume never skips a written result."""
     info = {"generation": state.generation, "env": config.env}
-    controller.save(files.controller, np.asarray(state.strategy.mean, np.float32), **info)
+    save_controller(controller, files.controller, np.asarray(state.strategy.mean, np.float32), **info)
     if state.best_params is not None:
-        controller.save(files.best, state.best_params, fitness=state.best_fitness, **info)
+        save_controller(controller, files.best, state.best_params, fitness=state.best_fitness, **info)
     write_history(files.history, state)
     plot_training_progress(state.history, [e for e in state.evaluations if "mean" in e], files.progress_plot,
                            title=f"CMA-ES, {config.env}, '{controller.variant}' controller",

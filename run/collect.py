@@ -5,8 +5,13 @@
 
 Episode i is seeded from (--seed, i) alone, so the same flags give the same files whatever the number of
 workers, and a second run with the same flags skips the episodes already on disk: a killed collection resumes
-without losing or duplicating anything. Files are written atomically. Doom episodes that die within 100 frames
-are dropped and redrawn with the next seed of the same index, as the paper's data set did.
+without losing or duplicating anything. Doom episodes that die within 100 frames are dropped and redrawn with the
+next seed of the same index, as the paper's data set did. Workers return each episode's file as bytes (the same
+bytes for the same episode) and this process writes it atomically, so with `--backend=ray` they may run on other
+machines, which need no shared filesystem:
+
+    python -m run.collect --env=doom --exp_dir=exp/doom --episodes=10000 --workers=64 --backend=ray \
+        --ray_address=auto
 
 File format (`ep000123.npz`): obs (T,64,64,3) uint8, the frame seen before action t; action (T,A) float32;
 reward (T,) float32; done (T,) bool, True on the episode's last step; truncated () bool, True when that end was
@@ -19,6 +24,7 @@ import dataclasses
 import io
 import os
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +32,15 @@ import numpy as np
 from absl import flags
 
 import envs
+from common.backend import Backend
 from common.errors import UserError, run_main
 from common.flags import ConfigFlags
 from common.layout import ExperimentLayout, experiment
 from common.paper import DOOM_RESOLUTION, EPISODE_STEPS, RANDOM_ROLLOUTS, TASKS
-from common.pool import WorkerPool, check_worker_count
 from common.progress import Progress
 from common.seeding import derive_seed
-from common.storage import ROLLOUT_SCHEMA, episode_name, file_digest, read_json, write_json, write_npz
+from common.storage import ROLLOUT_SCHEMA, atomic_path, episode_name, file_digest, read_json, write_json
+from common.worker_files import WorkerFiles
 from envs.policies import DEFAULT_POLICY, MODEL_POLICIES, PolicyFactory, policy_names, random_policy_factory
 
 MAX_ATTEMPTS = 100  # redraws of one index before giving up (a Doom episode dying within 100 frames is rare)
@@ -45,7 +52,10 @@ class CollectConfig:
 
     env: str = "doom"  # the task: doom or carracing
     episodes: int = RANDOM_ROLLOUTS  # episodes to collect (the paper: 10,000 random rollouts for each task)
-    workers: int = 1  # spawned worker processes (one per core is right)
+    workers: int = 1  # spawned worker processes (one per core is right), or Ray actors with --backend=ray
+    backend: str = "processes"  # where workers run: processes (this machine) or ray (a Ray cluster's nodes)
+    ray_address: str | None = None  # --backend=ray: auto joins the cluster `ray start` runs; HOST:PORT a given
+    # head; unset starts a local Ray
     seed: int = 0  # episode i is seeded from (seed, i, attempt) alone: the same flags give the same files
     max_steps: int | None = None  # step limit per episode; None: the task's own (CarRacing 1,000, Doom 2,100)
     policy: str | None = None  # None or random: the env's default: Doom held_uniform (the paper's uniform action
@@ -70,7 +80,7 @@ class CollectConfig:
                 raise UserError(f"--{name}={getattr(self, name)}: must be at least 1")
         if self.max_steps is not None and self.max_steps < 1:
             raise UserError(f"--max_steps={self.max_steps}: must be at least 1")
-        check_worker_count(self.workers)
+        Backend.of(self).validated().check_workers(self.workers)
         policy = self.policy or DEFAULT_POLICY[self.env]
         if policy == "random":
             policy = DEFAULT_POLICY[self.env]
@@ -120,30 +130,58 @@ def run_episode(env, policy, seed: int, max_steps: int) -> dict[str, np.ndarray]
             "reward": np.asarray(rewards, np.float32), "done": done, "truncated": np.bool_(truncated)}
 
 
+def npz_bytes(arrays: Mapping[str, Any]) -> bytes:
+    """A compressed `.npz` file's bytes (what `np.savez_compressed` writes), with every member dated 1980-01-01:
+    the same episode gives the same bytes on any worker, so re-runs and backends can be compared file by file."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, value in arrays.items():
+            member = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            member.compress_type = zipfile.ZIP_DEFLATED
+            with archive.open(member, "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asanyarray(value), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def write_episode(path: Path, data: bytes) -> None:
+    """Writes one episode's file atomically (this process, not the worker: workers may be on other machines)."""
+    with atomic_path(path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+
 @dataclasses.dataclass
 class _WorkerState:
     env: Any
     policy_factory: PolicyFactory
     config: CollectConfig
-    out_dir: Path
 
 
-def _init_worker(config: CollectConfig, out_dir: str, models_dir: str) -> _WorkerState:
+def _init_worker(config: CollectConfig, files: WorkerFiles) -> _WorkerState:
     env = envs.make_env(config.env, **config.env_kwargs())
     if config.policy in MODEL_POLICIES:
         # Imported here, not at the top: only workers that play V, M and C should load TensorFlow.
         from controller.policies import make_policy_factory
 
-        factory = make_policy_factory(config.env, config.policy, seed=config.seed, exp_dir=models_dir,
-                                      controller_file=config.controller_file, explore=config.explore,
-                                      explore_episodes=config.explore_episodes)
+        factory = make_policy_factory(config.env, config.policy, seed=config.seed, files=files,
+                                      explore=config.explore, explore_episodes=config.explore_episodes)
     else:
         factory = random_policy_factory(config.env, config.policy)
-    return _WorkerState(env, factory, config, Path(out_dir))
+    return _WorkerState(env, factory, config)
 
 
-def _collect_episode(state: _WorkerState, index: int) -> tuple[int, int, int]:
-    """Collects episode `index` into its file; returns (index, steps, attempts)."""
+def _worker_files(config: CollectConfig, models_dir: str | os.PathLike) -> WorkerFiles:
+    """What the workers read: the controller policy's C and its experiment's V and M; nothing otherwise."""
+    if config.policy != "controller":
+        return WorkerFiles()
+    layout = experiment(models_dir, create=False)
+    return WorkerFiles.of(controller=config.controller_file, vae=layout.vae_model, rnn=layout.rnn_model)
+
+
+def _collect_episode(state: _WorkerState, index: int) -> tuple[int, int, int, bytes]:
+    """Plays episode `index`; returns (index, steps, attempts, the episode's file as bytes)."""
     config = state.config
     for attempt in range(MAX_ATTEMPTS):
         seed = derive_seed(config.seed, index, attempt)
@@ -152,9 +190,8 @@ def _collect_episode(state: _WorkerState, index: int) -> tuple[int, int, int]:
         steps = len(rollout["reward"])
         died_early = config.env == "doom" and not rollout["truncated"] and steps <= config.min_length
         if not died_early:
-            write_npz(state.out_dir / episode_name(index), seed=np.int64(seed), env=np.array(config.env),
-                      **rollout)
-            return index, steps, attempt + 1
+            data = npz_bytes({"seed": np.int64(seed), "env": np.array(config.env), **rollout})
+            return index, steps, attempt + 1, data
     raise RuntimeError(f"episode {index}: every one of {MAX_ATTEMPTS} attempts died within "
                        f"{config.min_length} frames")
 
@@ -203,11 +240,12 @@ def collect_rollouts(exp_dir: str | os.PathLike, config: CollectConfig | None = 
                         stream=None if verbose else io.StringIO())
     if todo:
         workers = min(config.workers, len(todo))
-        models_dir = str(Path(config.models_dir or exp_dir).resolve())
-        with WorkerPool(workers, _collect_episode, _init_worker, (config, str(folder), models_dir),
-                        task_timeout=config.episode_timeout, describe=lambda index: f"episode {index}",
-                        error_log=layout.worker_errors) as pool:
-            for _, (_, steps, _) in pool.imap_unordered(todo):
+        files = _worker_files(config, config.models_dir or exp_dir)
+        with Backend.of(config).pool(workers, _collect_episode, _init_worker, (config, files),
+                                     task_timeout=config.episode_timeout, describe=lambda index: f"episode {index}",
+                                     error_log=layout.worker_errors) as pool:
+            for _, (index, steps, _, data) in pool.imap_unordered(todo):
+                write_episode(paths[index], data)
                 progress.update(1, rate_count=steps)
     progress.close()
     return paths

@@ -18,11 +18,11 @@ import numpy as np
 from absl import flags
 
 import envs
+from common.backend import Backend
 from common.errors import UserError, run_main
 from common.flags import ConfigFlags
 from common.layout import experiment
 from common.paper import DOOM_RESOLUTION, DOOM_TEMPERATURE, EPISODE_STEPS
-from common.pool import WorkerPool
 from common.seeding import derive_seed
 from common.storage import file_digest, write_json, write_text
 from controller import Controller
@@ -48,6 +48,9 @@ class AuditConfig:
     temperature: float = DOOM_TEMPERATURE  # the dream's tau
     controller_file: str | None = None  # also audit this controller (default: the experiment's dream one)
     workers: int = 2  # processes playing the real game
+    backend: str = "processes"  # where the real game runs: processes (this machine) or ray (a Ray cluster's nodes)
+    ray_address: str | None = None  # --backend=ray: auto joins the cluster `ray start` runs; HOST:PORT a given
+    # head; unset starts a local Ray
     seed: int = 0  # seed of the audit episodes
     max_steps: int = EPISODE_STEPS["doom"]  # episode cap, in the dream and the game (the task's 2,100)
     doom_resolution: str = DOOM_RESOLUTION  # real Doom's render size
@@ -72,8 +75,9 @@ def real_fixed_policies(config: AuditConfig, seeds: np.ndarray,
                         error_log: Path | None = None) -> dict[str, np.ndarray]:
     """Survival of each fixed policy in real VizDoom; a worker's traceback goes to `error_log`."""
     tasks = [(name, int(seed)) for name in FIXED_POLICIES for seed in seeds]
-    with WorkerPool(config.workers, _play_fixed, _init_game, (config.doom_resolution, config.max_steps),
-                    task_timeout=600, describe=lambda t: f"{t[0]} with seed {t[1]}", error_log=error_log) as pool:
+    with Backend.of(config).pool(config.workers, _play_fixed, _init_game, (config.doom_resolution, config.max_steps),
+                                 task_timeout=600, describe=lambda t: f"{t[0]} with seed {t[1]}",
+                                 error_log=error_log) as pool:
         steps = np.asarray(pool.map(tasks), float).reshape(len(FIXED_POLICIES), len(seeds))
     return dict(zip(FIXED_POLICIES, steps))
 
@@ -89,6 +93,7 @@ def audit_dream(exp_dir, config: AuditConfig, verbose: bool = True) -> list[dict
     """Runs every policy in the dream and the game; writes the Markdown and JSON tables; returns the rows."""
     if config.episodes < 1:
         raise UserError(f"--episodes={config.episodes}: must be at least 1")
+    Backend.of(config).validated().check_workers(config.workers)
     layout = experiment(exp_dir, create=False)
     dynamics = load_dream(layout.root, config.temperature, config.max_steps)
     seeds = np.array([derive_seed(config.seed, 424242, i) for i in range(config.episodes)], np.int64)
@@ -104,7 +109,8 @@ def audit_dream(exp_dir, config: AuditConfig, verbose: bool = True) -> list[dict
         controller, params = Controller.load(controller_file)
         dream["controller"] = DreamEvaluator(dynamics, controller)(params[None], seeds)[0]
         evaluator = RealEvaluator(RealSetup(str(layout.root), "doom", controller.get_config(), config.max_steps,
-                                            config.doom_resolution), config.workers)
+                                            config.doom_resolution), config.workers,
+                                  backend=Backend.of(config))
         try:
             real["controller"] = evaluator(params[None], seeds)[0]
         finally:

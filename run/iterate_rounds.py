@@ -44,6 +44,9 @@ class IterateConfig:
     audit_episodes: int = 0  # Doom: episodes per policy of a dream audit after each round (0: none)
     hole_episodes: int = 0  # Doom: real episodes of each fixed policy the last audit flagged as a hole (0: none)
     workers: int = 2  # processes playing real episodes
+    backend: str = "processes"  # where real episodes run: processes (this machine) or ray (a Ray cluster's nodes)
+    ray_address: str | None = None  # --backend=ray: auto joins the cluster `ray start` runs; HOST:PORT a given
+    # head; unset starts a local Ray
     seed: int = 0  # round k's seeds are derived from (seed, k)
     max_steps: int | None = None  # episode cap in the game and while C trains; None: CarRacing 1,000, Doom 2,100
     doom_resolution: str = DOOM_RESOLUTION  # real Doom's render size
@@ -142,8 +145,9 @@ def _collect_holes(base: ExperimentLayout, k: int, config: IterateConfig, say) -
             "dream")
         folder = experiment(base.round(k).holes(policy))
         collect_rollouts(folder.root, CollectConfig(
-            env="doom", episodes=config.hole_episodes, workers=config.workers,
-            seed=derive_seed(config.seed, k, 3, index), max_steps=config.max_steps, policy=policy,
+            env="doom", episodes=config.hole_episodes, workers=config.workers, backend=config.backend,
+            ray_address=config.ray_address, seed=derive_seed(config.seed, k, 3, index), max_steps=config.max_steps,
+            policy=policy,
             doom_resolution=config.doom_resolution), verbose=False)
         encode_rollouts(folder.root, model_path=base.vae_model, verbose=False)
     return holes
@@ -159,7 +163,8 @@ def _evaluate(layout: ExperimentLayout, config: IterateConfig, say) -> dict:
             return result
     return evaluate_controller(layout.root, EvaluateConfig(
         env=config.env, episodes=config.eval_episodes, controller_file=str(run.controller), workers=config.workers,
-        seed=config.seed, max_steps=config.max_steps, doom_resolution=config.doom_resolution))
+        backend=config.backend, ray_address=config.ray_address, seed=config.seed, max_steps=config.max_steps,
+        doom_resolution=config.doom_resolution))
 
 
 def _audit(layout: ExperimentLayout, config: IterateConfig, say) -> None:
@@ -173,7 +178,8 @@ def _audit(layout: ExperimentLayout, config: IterateConfig, say) -> None:
         return
     say(f"iterate: {layout.root.name}: dream audit, {config.audit_episodes} episodes per policy")
     audit_dream(layout.root, AuditConfig(episodes=config.audit_episodes, temperature=config.temperature,
-                                         workers=config.workers, seed=config.seed,
+                                         workers=config.workers, backend=config.backend,
+                                         ray_address=config.ray_address, seed=config.seed,
                                          doom_resolution=config.doom_resolution), verbose=False)
 
 
@@ -192,7 +198,8 @@ def collect_config(base: ExperimentLayout, k: int, config: IterateConfig) -> Col
     """Round k's real episodes: round k-1's C, exploring in a share of them, reading round k-1's V and M."""
     previous = base.round(k - 1)
     return CollectConfig(
-        env=config.env, episodes=config.episodes_per_round, workers=config.workers, seed=derive_seed(config.seed, k),
+        env=config.env, episodes=config.episodes_per_round, workers=config.workers, backend=config.backend,
+        ray_address=config.ray_address, seed=derive_seed(config.seed, k),
         max_steps=config.max_steps, policy="controller",
         controller_file=str(controller_run(previous, config).controller), explore=config.explore,
         explore_episodes=config.explore_episodes, models_dir=str(previous.root), doom_resolution=config.doom_resolution)
@@ -215,6 +222,7 @@ def controller_config(base: ExperimentLayout, k: int, config: IterateConfig) -> 
                              seed=derive_seed(config.seed, k, 2))
     return dataclasses.replace(
         config.controller, env=config.train_env, controller="full", es=es, workers=config.workers,
+        backend=config.backend, ray_address=config.ray_address,
         max_steps=config.max_steps, doom_resolution=config.doom_resolution,
         init_file=str(controller_run(base.round(k - 1), config).controller))
 
@@ -326,6 +334,8 @@ ENTRY_DEFAULTS = IterateConfig(controller=ControllerTrainConfig(es=ESConfig(eval
 ITERATE_FLAGS = ConfigFlags(
     IterateConfig, defaults=ENTRY_DEFAULTS, names={"rnn": "rnn_"},
     skip=frozenset({"rnn.hidden", "rnn.num_mixtures", "rnn.predict_done", "rnn.checkpoint_every", "rnn.val_pattern",
-                    "rnn.seed", "rnn.resume", "rnn.init_model", "controller.env", "controller.controller",
+                    "rnn.seed", "rnn.resume", "rnn.init_model", "rnn.rnn", "rnn.rnn_cell",  # M follows the last round's
+                    "controller.env", "controller.controller",
                     "controller.workers", "controller.max_steps", "controller.doom_resolution",
+                    "controller.backend", "controller.ray_address",
                     "controller.init_file", "controller.es.generations", "controller.es.seed"}))

@@ -3,8 +3,8 @@
 Each stage's config (CollectConfig, VAETrainConfig, RNNTrainConfig, ControllerTrainConfig, EvaluateConfig,
 IterateConfig) is a field of `PipelineConfig`; its flags are the stage's own fields under the names the pipeline
 has always used (`--vae_epochs`, `--rnn_steps`, `--popsize`, `--iterate_rounds`, ...). What several stages share
-(the task, the seed, the workers, the episode cap, Doom's resolution) is set once, here, and `PipelineConfig`
-builds every stage's config from it in one place (`collect_config()` ... `iterate_config()`).
+(the task, the seed, the workers and their backend, the episode cap, Doom's resolution) is set once, here, and
+`PipelineConfig` builds every stage's config from it in one place (`collect_config()` ... `iterate_config()`).
 """
 
 from __future__ import annotations
@@ -17,11 +17,13 @@ from typing import Any
 
 from absl import flags
 
+from common.backend import Backend
 from common.errors import UserError
 from common.flags import ConfigFlags
 from common.layout import ControllerRun, ExperimentLayout
 from common.paper import DOOM_RESOLUTION, TASKS
 from controller.evaluate import EvaluateConfig
+from controller.interface import CONTROLLERS
 from controller.train import ControllerTrainConfig
 from rnn.train import RNNTrainConfig
 from run.collect import CollectConfig
@@ -33,7 +35,6 @@ flags.disclaim_key_flags()
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 CONTROLLER_ENVS = {"doom": ("doomrnn", "doom"), "carracing": ("carracing",)}  # first: the paper's
-VARIANTS = ("full", "z", "z_hidden")
 DOOM_RESOLUTIONS = ("640x480", "320x240", "160x120")
 
 
@@ -45,6 +46,11 @@ class PipelineConfig:
     env: str = "doom"  # the task: doom (Take Cover) or carracing
     seed: int = 0  # one seed for every stage (episodes, weights, batches, CMA-ES, evaluation)
     workers: int | None = None  # processes playing real episodes (collection, evaluation); None: one per core
+    # (with --backend=ray: one per CPU of the Ray cluster)
+    backend: str = "processes"  # where real episodes run: processes (this machine) or ray (a Ray cluster's nodes;
+    # V and M still train here)
+    ray_address: str | None = None  # --backend=ray: auto joins the cluster `ray start` runs; HOST:PORT a given
+    # head; unset starts a local Ray
     max_steps: int | None = None  # episode cap for collection and evaluation; None: CarRacing 1,000, Doom 2,100
     doom_resolution: str = DOOM_RESOLUTION  # Doom render size: 640x480 (paper), 320x240 or 160x120 (same view)
     controller_env: str | None = None  # where C trains: carracing, doom (real) or doomrnn (the dream; Doom's paper)
@@ -68,8 +74,7 @@ class PipelineConfig:
         if controller_env not in CONTROLLER_ENVS[self.env]:
             raise UserError(f"--controller_env={controller_env}: a {self.env} controller trains in "
                             f"{' or '.join(CONTROLLER_ENVS[self.env])}")
-        if self.controller.controller not in VARIANTS:
-            raise UserError(f"--controller={self.controller.controller}: choose from {', '.join(VARIANTS)}")
+        CONTROLLERS.resolve(self.controller.controller)  # an unknown C is one error line before any stage runs
         if self.doom_resolution not in DOOM_RESOLUTIONS:
             raise UserError(f"--doom_resolution={self.doom_resolution}: choose from {', '.join(DOOM_RESOLUTIONS)}")
         _check_iterate(self.iterate, self.env, controller_env, self.controller.controller)
@@ -87,12 +92,14 @@ class PipelineConfig:
         for name in ("temperature", "sigma"):
             if not values[name] > 0:
                 raise UserError(f"--{name}={values[name]}: must be positive")
-        return dataclasses.replace(self, controller_env=controller_env, workers=self.workers or os.cpu_count() or 1)
+        workers = self.workers or Backend(self.backend, self.ray_address or None).validated().default_workers()
+        return dataclasses.replace(self, controller_env=controller_env, workers=workers)
 
     # ---- each stage's config, built from the shared settings and its own part ----
 
     def collect_config(self) -> CollectConfig:
-        return dataclasses.replace(self.collect, env=self.env, workers=self.workers, seed=self.seed,
+        return dataclasses.replace(self.collect, env=self.env, workers=self.workers, backend=self.backend,
+                                   ray_address=self.ray_address, seed=self.seed,
                                    max_steps=self.max_steps, doom_resolution=self.doom_resolution)
 
     def vae_config(self) -> VAETrainConfig:
@@ -104,6 +111,7 @@ class PipelineConfig:
 
     def controller_config(self) -> ControllerTrainConfig:
         return dataclasses.replace(self.controller, env=self.controller_env, workers=self.workers,
+                                   backend=self.backend, ray_address=self.ray_address,
                                    es=dataclasses.replace(self.controller.es, seed=self.seed),
                                    max_steps=self.controller.max_steps or self.max_steps,
                                    doom_resolution=self.doom_resolution)
@@ -116,6 +124,7 @@ class PipelineConfig:
 
     def evaluate_config(self, exp_dir: str | os.PathLike) -> EvaluateConfig:
         return dataclasses.replace(self.evaluate, env=self.evaluation_env, workers=self.workers, seed=self.seed,
+                                   backend=self.backend, ray_address=self.ray_address,
                                    controller_file=str(self.controller_run(exp_dir).controller),
                                    max_steps=self.max_steps, doom_resolution=self.doom_resolution)
 
@@ -126,6 +135,7 @@ class PipelineConfig:
         fine_tune = self.iterate.rnn
         return dataclasses.replace(
             self.iterate, env=self.env, rounds=max(self.iterate.rounds, 1), workers=self.workers, seed=self.seed,
+            backend=self.backend, ray_address=self.ray_address,
             max_steps=self.max_steps, doom_resolution=self.doom_resolution, eval_episodes=self.evaluate.episodes,
             rnn=dataclasses.replace(self.rnn_config(), steps=fine_tune.steps, val_fraction=fine_tune.val_fraction),
             controller=self.controller_config())
@@ -163,10 +173,11 @@ def _all_but(path: str, config_class: type, keep: Sequence[str]) -> set[str]:
 # The pipeline's flags: the shared settings, then each stage's own fields under their historical names. Skipped:
 # what the shared settings fill in, what the pipeline derives (C's file, M's checkpoint interval) and what only
 # a stage's own entry point sets (resume, warm starts, the controller-policy options of collection).
-SHARED = ("env", "workers", "seed", "max_steps", "doom_resolution")
+SHARED = ("env", "workers", "backend", "ray_address", "seed", "max_steps", "doom_resolution")
 PIPELINE_FLAGS = ConfigFlags(
     PipelineConfig,
-    names={"vae": "vae_", "vae.z_size": "z_size", "rnn": "rnn_", "evaluate": "eval_",
+    names={"vae": "vae_", "vae.z_size": "z_size", "rnn": "rnn_", "rnn.rnn": "rnn", "rnn.rnn_cell": "rnn_cell",
+           "evaluate": "eval_",
            "controller.max_steps": "controller_max_steps",
            "iterate": "iterate_", "iterate.episodes_per_round": "iterate_episodes", "iterate.rnn": "rnn_"},
     skip=frozenset({
