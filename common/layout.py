@@ -80,6 +80,7 @@ class ExperimentLayout:
     controller/ one folder per trained controller (`ControllerRun`)
     iterate/    round_NN/, each an experiment folder of its own (run.iterate)
     report/     Markdown report and its PNGs
+    web/        the dream as a static web page (run.export_web)
     pipeline.json  the pipeline's settings and stage times
     worker_errors.log  tracebacks of failed worker processes
     """
@@ -193,6 +194,11 @@ class ExperimentLayout:
     @property
     def report(self) -> Path:
         return self.root / "report"
+
+    @property
+    def web(self) -> Path:
+        """The dream as a static web page (run.export_web's default output)."""
+        return self.root / "web"
 
     @property
     def dream_audit(self) -> Path:
