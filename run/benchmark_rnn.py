@@ -1,12 +1,14 @@
-"""Speed of M: training through the real input pipeline vs. the bare compiled step, and the step API.
+"""Speed of M: its real training step at the paper's sizes beside a plain Keras LSTM, and the step API.
 
     python -m run.benchmark --cases=rnn
 
-`benchmark_rnn` writes its own synthetic series files (`write_synthetic_series`, also used by the tests) and
-reports sequences/s of (a) `train_rnn`'s pipeline (series files -> batches -> tf.data -> train step) and (b) the
-same compiled train step fed one in-memory batch, their ratio (the pipeline should cost < 10%), and the
-latency of a batch-1 `next_state` (the controller's hot path) and the rate of batch-1,024 dream steps
-(next_state + mixture head + sampling inside one tf.while_loop).
+`benchmark_rnn` writes synthetic series files of each task's shape (`write_synthetic_series`, also used by the
+tests) and times, in alternating rounds, (a) M's training step (`rnn.steps.make_train_step`: resets at
+restarts, state carried between chunks, the mixture and death losses) fed by `rnn.train`'s input pipeline,
+(b) the same step fed in-memory batches (their ratio is the pipeline's cost, target >= 0.9), and (c) a
+reference: `keras.layers.LSTM` of the same size with a Dense head and the same losses (Doom target: M at
+>= 0.8 of its speed). It also gives the latency of a batch-1 `next_state` (the controller's hot path) and the
+rate of batch-1,024 dream steps (next_state + mixture head + sampling inside one tf.while_loop).
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from common.paper import DOOM_TEMPERATURE
 from common.storage import episode_name, write_npz
 from rnn.config import RNNTrainConfig
 from rnn.data import EpisodeBatches, StreamBatches, load_series
-from rnn.model import MDNRNN, ResettableLSTM, sample_mixture
-from rnn.steps import PaperDecay, make_train_step
+from rnn.model import MDNRNN, done_loss, mixture_nll_sum, sample_mixture
+from rnn.steps import PaperDecay, make_train_step, sample_z
+from rnn.train import batch_dataset
 
 
 def write_synthetic_series(folder: Path, env: str = "doom", episodes: int = 8, length: tuple[int, int] = (40, 80),
@@ -93,101 +96,117 @@ def dream_step_rate(model: MDNRNN, batch: int = 1024, steps: int = 20, temperatu
     return steps / _timed(lambda: run(z0, seed).numpy(), 1)
 
 
-class _KerasRNNCell(keras.layers.Layer):
-    """The same LSTM with resets as a cell for keras.layers.RNN (input: x then the keep flag), for comparison."""
-
-    def __init__(self, lstm: ResettableLSTM):
-        super().__init__()
-        self.lstm, self.state_size, self.output_size = lstm, [lstm.units, lstm.units], lstm.units
-
-    def call(self, inputs: tf.Tensor, states: Any) -> tuple[tf.Tensor, list[tf.Tensor]]:
-        h, c = self.lstm.step(inputs[:, :-1], tuple(states), inputs[:, -1])
-        return h, [h, c]
+def reference_model(hidden: int, input_size: int, output_size: int) -> keras.Model:
+    """The reference M: a plain `keras.layers.LSTM` (no resets, no carried state) and a Dense head of M's size."""
+    inputs = keras.Input((None, input_size))
+    outputs = keras.layers.Dense(output_size)(keras.layers.LSTM(hidden, return_sequences=True)(inputs))
+    return keras.Model(inputs, outputs)
 
 
-def compare_unroll(batch: int = 100, steps: int = 100, input_size: int = 66, hidden: int = 512,
-                   repeats: int = 3) -> dict[str, float]:
-    """Seconds per forward + backward pass of the LSTM with resets: `ResettableLSTM` (one input matmul, then
-    tf.scan) vs. keras.layers.RNN over an equivalent cell. Measured here (2 shared cores, 100 x 100 steps, best
-    of rounds): LSTM 512: 0.73-1.25 s vs 0.88-1.5 s; LSTM 256: 0.23-0.37 s vs 0.21-0.33 s, each ahead in some
-    rounds; a tf.while_loop slicing its inputs per step took 1.4 s at LSTM 512."""
-    lstm = ResettableLSTM(hidden)
-    lstm.build((None, input_size))
-    keras_rnn = keras.layers.RNN(_KerasRNNCell(lstm), return_sequences=True)
-    rng = np.random.default_rng(0)
-    x = tf.constant(rng.normal(size=(batch, steps, input_size)), tf.float32)
-    keep = tf.constant(rng.random((batch, steps)) > 0.01, tf.float32)
+def reference_train_step(reference: keras.Model, model: MDNRNN, optimizer: keras.optimizers.Optimizer,
+                         config: RNNTrainConfig) -> Any:
+    """A bare training step of the reference on one of M's batches: the same z draw, the same mixture and death
+    losses (M's `split_head`, `mixture_nll_sum`, `done_loss`), Adam; no finite-check, no bookkeeping."""
 
-    def timed_gradient(unroll: Any) -> float:
-        @tf.function
-        def gradient() -> list[tf.Tensor]:
-            with tf.GradientTape() as tape:
-                loss = tf.reduce_mean(tf.square(unroll()))
-            return tape.gradient(loss, lstm.trainable_variables)
+    @tf.function
+    def step(batch: dict[str, tf.Tensor]) -> tf.Tensor:
+        z = sample_z(batch["mu"], batch["logvar"], tf.constant([0, 1], tf.int64))
+        parts = [z[:, :-1], batch["action"]] + ([batch["restart"][..., None]] if model.predict_done else [])
+        with tf.GradientTape() as tape:
+            params, done_logit = model.split_head(reference(tf.concat(parts, -1)))
+            z_nll, count = mixture_nll_sum(params, z[:, 1:], batch["z_mask"])
+            loss = z_nll / count
+            if model.predict_done:
+                loss += done_loss(done_logit, batch["done"], batch["step_mask"], config.restart_weight)
+        optimizer.apply(tape.gradient(loss, reference.trainable_variables), reference.trainable_variables)
+        return loss
 
-        return _timed(lambda: gradient()[0].numpy(), repeats)
-
-    return {"scan_s": timed_gradient(lambda: lstm(x, keep)[0]),
-            "keras_rnn_s": timed_gradient(lambda: keras_rnn(tf.concat([x, keep[:, :, None]], -1)))}
+    return step
 
 
-def benchmark_rnn(work_dir: Path, env: str = "doom", episodes: int = 40, batch_size: int = 16, seq_len: int = 100,
-                  hidden: int | None = None, z_size: int | None = None, train_steps: int = 8,
-                  dream_batch: int = 1024) -> dict[str, float]:
-    """Measures M's training and step speeds on synthetic series written under `work_dir`.
-
-    Returns sequences_per_s_pipeline, sequences_per_s_in_memory, pipeline_ratio (>= 0.9 expected),
-    next_state_ms_batch1, dream_steps_per_s (batched steps of `dream_batch` dreams), and the sizes used.
-    """
-    hidden = hidden or (512 if env == "doom" else 256)
-    z_size = z_size or (64 if env == "doom" else 32)
-    folder = Path(work_dir) / "series"
-    write_synthetic_series(folder, env, episodes, length=(2 * seq_len, 3 * seq_len), z_size=z_size)
+def _training_setup(work_dir: Path, env: str, episodes: int, length: tuple[int, int], batch_size: int,
+                    seq_len: int, hidden: int, z_size: int) -> tuple:
+    """Synthetic series of the task's shape, M and its real train step (`rnn.steps.make_train_step`), the
+    batches as `rnn.train` deals them, and the reference with its step."""
+    folder = Path(work_dir) / f"series_{env}"
+    if not folder.is_dir():
+        write_synthetic_series(folder, env, episodes, length=length, z_size=z_size)
     data = load_series(folder)
     config = RNNTrainConfig(batch_size=batch_size, seq_len=seq_len, hidden=hidden).resolved(env)
     keras.utils.set_random_seed(0)
     model = MDNRNN(z_size=z_size, action_size=data.action_size, hidden_size=hidden,
-                   predict_done=config.predict_done)
+                   num_mixtures=config.num_mixtures, predict_done=config.predict_done)
     optimizer = keras.optimizers.Adam(learning_rate=PaperDecay())
     optimizer.build(model.trainable_variables)
-    step = tf.Variable(0, dtype=tf.int64)
     carried = None
     if config.predict_done:
         carried = (tf.Variable(tf.zeros([batch_size, hidden])), tf.Variable(tf.zeros([batch_size, hidden])))
+    train_step = make_train_step(model, optimizer, tf.Variable(0, dtype=tf.int64), carried, config)
     batches = (StreamBatches if config.predict_done else EpisodeBatches)(
         data, np.arange(data.num_episodes), batch_size, seq_len, seed=0)
-    train_step = make_train_step(model, optimizer, step, carried, config)
+    reference = reference_model(hidden, model.input_size, model.output_size)
+    reference_optimizer = keras.optimizers.Adam(learning_rate=PaperDecay())
+    reference_optimizer.build(reference.trainable_variables)
+    return model, train_step, batches, reference_train_step(reference, model, reference_optimizer, config)
 
-    def stream(first: int, count: int):
-        for s in range(first, first + count):
-            yield {**batches.batch(s), "reset": np.float32(batches.is_epoch_start(s))}
 
-    sample = next(stream(0, 1))
-    spec = {k: tf.TensorSpec(v.shape, tf.float32) for k, v in sample.items()}
-    in_memory = {k: tf.constant(v) for k, v in sample.items()}
-    train_step(in_memory)  # trace
+def _seconds_per_step(step: Any, batches: Any, steps: int) -> float:
+    start = time.perf_counter()
+    for _ in range(steps):
+        outputs = step(next(batches))
+        (outputs[1] if isinstance(outputs, tuple) else outputs).numpy()
+    return (time.perf_counter() - start) / steps
 
-    def through_pipeline() -> float:
-        dataset = tf.data.Dataset.from_generator(lambda: stream(1, train_steps + 1), output_signature=spec)
-        batches_in = iter(dataset.prefetch(2))
-        train_step(next(batches_in))[1].numpy()  # the pipeline's start-up happens once a run: not timed
-        start = time.perf_counter()
-        for batch in batches_in:
-            train_step(batch)[1].numpy()
-        return train_steps * batch_size / (time.perf_counter() - start)
 
-    def bare() -> float:
-        start = time.perf_counter()
-        for _ in range(train_steps):
-            train_step(in_memory)[1].numpy()
-        return train_steps * batch_size / (time.perf_counter() - start)
+def time_training(work_dir: Path, env: str, episodes: int, length: tuple[int, int], batch_size: int,
+                  seq_len: int, hidden: int, z_size: int, steps: int, rounds: int = 2) -> tuple[dict, MDNRNN]:
+    """Seconds per step of M's real training step fed by `rnn.train`'s pipeline and fed in memory, and of the
+    reference LSTM's step, in alternating rounds (best of each: the machine's load changes)."""
+    model, train_step, batches, reference_step = _training_setup(
+        work_dir, env, episodes, length, batch_size, seq_len, hidden, z_size)
+    samples = [{k: tf.constant(v) for k, v in batches.batch(s).items()} for s in range(4)]
+    for sample in samples:
+        sample["reset"] = tf.constant(0.0)
+    memory = (samples[i % len(samples)] for i in range(10**12))
+    pipeline = iter(batch_dataset(batches, 0, 10**9, batch_size))
+    for step, source in ((train_step, pipeline), (train_step, memory), (reference_step, memory)):
+        _seconds_per_step(step, source, 1)  # trace; the pipeline starts
+    best = {"pipeline": float("inf"), "memory": float("inf"), "reference": float("inf")}
+    for _ in range(rounds):
+        for name, step, source in (("pipeline", train_step, pipeline), ("memory", train_step, memory),
+                                   ("reference", reference_step, memory)):
+            best[name] = min(best[name], _seconds_per_step(step, source, steps))
+    return best, model
 
-    # Interleaved rounds, best of each: the machine is shared, so single timings are noisy.
-    pipeline, memory = 0.0, 0.0
-    for _ in range(2):
-        pipeline, memory = max(pipeline, through_pipeline()), max(memory, bare())
-    return {"env": env, "hidden": hidden, "z_size": z_size, "batch_size": batch_size, "seq_len": seq_len,
-            "sequences_per_s_pipeline": pipeline, "sequences_per_s_in_memory": memory,
-            "pipeline_ratio": pipeline / memory,
-            "next_state_ms_batch1": next_state_latency(model) * 1e3,
-            "dream_batch": dream_batch, "dream_steps_per_s": dream_step_rate(model, dream_batch)}
+
+def benchmark_rnn(work_dir: Path, doom: dict | None = None, carracing: dict | None = None, steps: int = 6,
+                  dream_batch: int = 1024) -> dict[str, float]:
+    """M's training at paper sizes vs. the reference LSTM, the pipeline's cost, and the step API's speeds.
+
+    `doom` and `carracing` override the sizes (episodes, length, batch_size, seq_len, hidden, z_size; tests
+    make them small); `carracing={"skip": True}` leaves CarRacing out. Doom's synthetic episodes last 150-500
+    steps (doom_small's average is ~320), so a 100-step chunk of 100 streams holds restarts as real data does.
+    Returns rnn_doom_step_s (through the pipeline), rnn_reference_step_s, rnn_doom_vs_reference_ratio (>= 0.8),
+    pipeline_ratio (>= 0.9), the same for CarRacing, next_state_ms_batch1 and dream_steps_per_s.
+    """
+    doom = {"episodes": 160, "length": (150, 500), "batch_size": 100, "seq_len": 100, "hidden": 512,
+            "z_size": 64, **(doom or {})}
+    times, model = time_training(work_dir, "doom", steps=steps, **doom)
+    batch = doom["batch_size"]
+    results = {"doom_sizes": f"LSTM {doom['hidden']}, z {doom['z_size']}, {batch} x {doom['seq_len']}",
+               "rnn_doom_step_s": times["pipeline"], "rnn_doom_in_memory_step_s": times["memory"],
+               "rnn_reference_step_s": times["reference"],
+               "rnn_doom_vs_reference_ratio": times["reference"] / times["pipeline"],
+               "sequences_per_s_pipeline": batch / times["pipeline"],
+               "sequences_per_s_in_memory": batch / times["memory"],
+               "pipeline_ratio": times["memory"] / times["pipeline"]}
+    carracing = {"episodes": 110, "length": (1000, 1000), "batch_size": 100, "seq_len": 999, "hidden": 256,
+                 "z_size": 32, **(carracing or {})}
+    if not carracing.pop("skip", False):
+        car_times, _ = time_training(work_dir, "carracing", steps=max(1, steps // 3), **carracing)
+        results.update({"rnn_carracing_step_s": car_times["pipeline"],
+                        "rnn_carracing_reference_step_s": car_times["reference"],
+                        "rnn_carracing_vs_reference_ratio": car_times["reference"] / car_times["pipeline"]})
+    results.update({"next_state_ms_batch1": next_state_latency(model) * 1e3, "dream_batch": dream_batch,
+                    "dream_steps_per_s": dream_step_rate(model, dream_batch)})
+    return results

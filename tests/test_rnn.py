@@ -484,10 +484,14 @@ def test_cli_reports_a_corrupt_series_file_in_one_line(tmp_path):
 
 
 def test_benchmark_reports_speeds(tmp_path):
-    result = benchmark_rnn(tmp_path, env="doom", episodes=6, batch_size=4, seq_len=20, hidden=32, z_size=8,
-                           train_steps=3, dream_batch=64)
-    assert result["sequences_per_s_pipeline"] > 0 and result["sequences_per_s_in_memory"] > 0
-    assert result["next_state_ms_batch1"] > 0 and result["dream_steps_per_s"] > 0
+    tiny = {"episodes": 12, "length": (30, 60), "batch_size": 4, "seq_len": 20, "z_size": 8}
+    result = benchmark_rnn(tmp_path, doom={**tiny, "hidden": 32}, carracing={**tiny, "hidden": 16}, steps=3,
+                           dream_batch=64)
+    for key in ("rnn_doom_step_s", "rnn_reference_step_s", "rnn_doom_in_memory_step_s", "rnn_carracing_step_s",
+                "rnn_carracing_reference_step_s", "next_state_ms_batch1", "dream_steps_per_s"):
+        assert 0 < result[key] < float("inf"), key
+    assert result["rnn_doom_vs_reference_ratio"] == result["rnn_reference_step_s"] / result["rnn_doom_step_s"]
+    assert (tmp_path / "series_doom").is_dir() and (tmp_path / "series_carracing").is_dir()
 
 
 def test_an_episode_cut_by_the_step_cap_is_not_a_death(tmp_path):
@@ -521,3 +525,48 @@ def test_fast_sampler_draws_the_tfp_mixture(temperature):
     reference = mixture_distribution(logits[0, 0], mu[0, 0], log_sigma[0, 0], temperature).sample(
         4000, seed=[9, 10]).numpy().ravel()
     assert stats.ks_2samp(fast, reference).pvalue > 0.001
+
+
+def _scan_over_projected_inputs(lstm, x, keep, initial_state):
+    """ResettableLSTM.call before the speed-up (one projection of the whole sequence, then tf.scan), kept here
+    to prove the faster unroll computes the same thing."""
+    projected = tf.einsum("bti,ij->tbj", x, lstm.kernel) + lstm.bias
+    keep = tf.transpose(keep)[:, :, None]
+    recurrent_kernel = tf.convert_to_tensor(lstm.recurrent_kernel)
+
+    def body(state, inputs):
+        (h, c), (projected_t, keep_t) = state, inputs
+        return lstm._cell(projected_t, h * keep_t, c * keep_t, recurrent_kernel)
+
+    hs, cs = tf.scan(body, (projected, keep), initializer=initial_state)
+    return tf.transpose(hs, [1, 0, 2]), (hs[-1], cs[-1])
+
+
+def test_faster_unroll_gives_the_same_loss_and_gradients_as_before(tmp_path):
+    """M's training loss on a real Doom-shaped batch (restarts mid-chunk, a carried state) and every gradient
+    equal those of the previous implementation."""
+    from rnn.steps import loss_sums, mean_losses
+
+    write_synthetic_series(tmp_path, env="doom", episodes=10, length=(15, 40), z_size=6)
+    data = load_series(tmp_path)
+    batch = {k: tf.constant(v) for k, v in StreamBatches(data, np.arange(10), 4, 30, seed=0).batch(1).items()}
+    assert float(tf.reduce_sum(batch["restart"][:, 1:])) > 0, "the chunk must hold restarts after its start"
+    keras.utils.set_random_seed(3)
+    model = MDNRNN(z_size=6, action_size=1, hidden_size=16, predict_done=True)
+    carried = tuple(tf.random.normal([4, 16]) for _ in range(2))
+    seed = tf.constant([5, 6], tf.int64)
+
+    def losses_and_gradients():
+        with tf.GradientTape() as tape:
+            losses = mean_losses(loss_sums(model, batch, seed, carried)[0])
+        return losses, tape.gradient(losses["total"], model.trainable_variables)
+
+    new_losses, new_gradients = losses_and_gradients()
+    lstm = model.lstm
+    model.lstm.call = lambda x, keep=None, initial_state=None: _scan_over_projected_inputs(
+        lstm, x, keep, tuple(initial_state))
+    old_losses, old_gradients = losses_and_gradients()
+    for key in ("z_nll", "restart", "total"):
+        np.testing.assert_allclose(new_losses[key].numpy(), old_losses[key].numpy(), rtol=1e-6)
+    for new, old in zip(new_gradients, old_gradients, strict=True):
+        np.testing.assert_allclose(new.numpy(), old.numpy(), rtol=1e-5, atol=1e-7)
