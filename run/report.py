@@ -44,6 +44,7 @@ from run.report_tables import (
     rounds_table,
     score,
 )
+from run.results_table import expand_folders, replace_block, results_table
 from run.temperature_sweep import table_markdown
 
 __all__ = ["NOT_RUN", "ReportConfig", "write_report"]
@@ -82,7 +83,9 @@ def rnn_section(experiment: Experiment) -> str:
     config = rnn_config(experiment.layout)
     if not record:
         return f"### M: validation\n\n{NOT_RUN}.\n"
-    return (f"### M: validation\n\nLSTM {config.get('hidden')}, {config.get('batch_size')} x {config.get('seq_len')} "
+    rnn_class = config.get("rnn_class", "rnn.model:MDNRNN")  # runs before the M registry recorded no class
+    core = config.get("rnn_cell", "lstm").upper() if rnn_class == "rnn.model:MDNRNN" else rnn_class.split(":")[-1]
+    return (f"### M: validation\n\n{core} {config.get('hidden')}, {config.get('batch_size')} x {config.get('seq_len')} "
             f"steps a batch, {config.get('steps', 0):,} steps; best validation at step {record.get('step', 0):,}: "
             f"z NLL {record.get('z_nll', float('nan')):.4f} nats per dimension"
             + (f", death loss {record['restart']:.4f}" if config.get("predict_done") else "") + ".\n")
@@ -186,16 +189,41 @@ def write_report(config: ReportConfig) -> Path:
     return path
 
 
+def render_results(folders: list[str], readme: str | None, all_rows: bool) -> None:
+    """Prints one table of several committed results folders; with `readme`, rewrites its generated table."""
+    table = results_table(folders, all_rows)
+    if readme is None:
+        print(table, end="")
+        return
+    path = Path(readme)
+    if not path.is_file():
+        raise UserError(f"--readme={readme}: no such file")
+    write_text(path, replace_block(path.read_text(encoding="utf-8"), table, readme))
+    print(f"report: rewrote the results table of {readme} from {len(folders)} results folders")
+
+
 def main(argv) -> None:
     logging.set_verbosity(logging.WARNING)
     FLAGS = flags.FLAGS
+    if FLAGS.results:
+        if FLAGS.exp_dir:
+            raise UserError("give either --exp_dir (a report of experiments) or --results (a table of results)")
+        render_results(expand_folders(FLAGS.results), FLAGS.readme, FLAGS.all_rows)
+        return
+    if not FLAGS.exp_dir:
+        raise UserError("--exp_dir: give at least one experiment folder (or --results for a table of results)")
     path = write_report(ReportConfig(exp_dirs=tuple(FLAGS.exp_dir), out=FLAGS.out, dream_steps=FLAGS.dream_steps,
                                      dream_frames=FLAGS.dream_frames, seed=FLAGS.seed))
     print(f"report: wrote {path} and scores.json")
 
 
 def define_flags() -> None:
-    flags.DEFINE_multi_string("exp_dir", None, "Experiment folder; repeat for a combined report.", required=True)
+    flags.DEFINE_multi_string("exp_dir", None, "Experiment folder; repeat for a combined report.")
+    flags.DEFINE_multi_string("results", None, "Committed results folder (with scores.json) or a quoted glob "
+                              "('results/*'); repeat for more: one table of them all beside the paper.")
+    flags.DEFINE_string("readme", None, "With --results: rewrite the generated results table of this Markdown "
+                        "file (between its markers) instead of printing it.")
+    flags.DEFINE_bool("all_rows", False, "With --results: every scored row, not only each run's result.")
     flags.DEFINE_string("out", None, "Folder for README.md, its images and scores.json (default: the first "
                         "EXP_DIR/report).")
     flags.DEFINE_integer("dream_steps", ReportConfig.dream_steps, "Steps of the dream sample.")

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from run.report import NOT_RUN, ReportConfig, write_report
+from run.results_table import RESULTS_BEGIN, RESULTS_END, replace_block, results_table
 from run.temperature_sweep import SweepConfig, run_sweep
 from tests.test_pipeline import CONTROLLER, finished_doom_tiny
 
@@ -237,6 +238,10 @@ def test_temperature_sweep_trains_scores_and_tabulates_each_tau(doom_tiny, tmp_p
 @pytest.mark.parametrize("module, args, message", [
     ("run.report", ["--exp_dir=/nonexistent/exp"], "--exp_dir=/nonexistent/exp: no such experiment folder"),
     ("run.report", ["--exp_dir=.", "--dream_frames=x"], "--dream_frames=x"),
+    ("run.report", ["--results=/nonexistent/results"], "/nonexistent/results: no scores.json"),
+    ("run.report", ["--results=/nonexistent/*"], "--results=/nonexistent/*: matches no folder"),
+    ("run.report", ["--results=results/doom_small", "--readme=/nonexistent.md"], "--readme=/nonexistent.md"),
+    ("run.report", [], "--exp_dir: give at least one experiment folder"),
     ("run.temperature_sweep", ["--exp_dir=/nonexistent/exp"], "--exp_dir=/nonexistent/exp"),
     ("run.temperature_sweep", ["--exp_dir=.", "--temperatures=0.5,hot"], "--temperatures=0.5,hot"),
 ])
@@ -278,3 +283,28 @@ def test_the_portability_check_finds_machine_paths_and_dead_links(tmp_path):
     assert any("'dream.gif'" in p for p in problems) and any("'../README.md'" in p for p in problems)
     assert any("path out of the folder" in p and ":7:" in p for p in problems)
     assert not any("kept.png" in p for p in problems)
+
+
+def test_the_readmes_results_table_is_generated_from_the_committed_scores(tmp_path, monkeypatch):
+    """README.md's results table is exactly what `run.report --results='results/*'` makes of the committed
+    scores.json files: a changed score or a new results folder fails here until the table is regenerated."""
+    monkeypatch.chdir(REPO)
+    folders = [f"results/{folder.name}" for folder in RESULTS]
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert replace_block(readme, results_table(folders)) == readme
+    table = readme.split(RESULTS_BEGIN)[1].split(RESULTS_END)[0]
+    assert len([line for line in table.splitlines() if line.startswith("| `results/")]) == len(RESULTS)
+    scores = json.loads((REPO / "results/doom_small/scores.json").read_text())
+    result = next(row for row in scores["rows"] if row["result"])
+    real = result["real"]
+    assert f"{real['mean']:,.0f} ± {real['std']:,.0f} ({real['episodes']})" in table
+    # the command rewrites a copy of the README's table; a changed score changes it
+    copy = tmp_path / "README.md"
+    stale = replace_block(readme, table.replace(f"{real['mean']:,.0f} ± {real['std']:,.0f}", "1 ± 1").lstrip("\n"))
+    copy.write_text(stale, encoding="utf-8")
+    assert copy.read_text(encoding="utf-8") != readme
+    result = _cli("run.report", "--results=results/*", f"--readme={copy}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert copy.read_text(encoding="utf-8") == readme
+    every_row = results_table(folders, all_rows=True)
+    assert "full, tau 1.15, round 0" in every_row and "185 ± 52 (100)" in every_row
