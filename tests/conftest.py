@@ -4,6 +4,7 @@ import os
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pygame (CarRacing's renderer) stays headless
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as common.startup sets it, whichever module loads TF first
 
 from pathlib import Path  # noqa: E402
 
