@@ -16,7 +16,6 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
-from absl import flags
 
 from common.backend import Backend
 from common.errors import UserError, run_main
@@ -29,6 +28,7 @@ from controller.agent import play_episode
 from controller.es import EVAL_SEED_OFFSET
 from controller.model import Controller
 from controller.plots import plot_score_histogram
+from controller.pretrained import define_experiment_flags, experiment_from_flags
 from controller.rollouts import RealEvaluator, RealSetup, default_workers, load_agent, make_real_env
 
 EVAL_ENVS = ("carracing", "doom")
@@ -145,11 +145,11 @@ def _config_flags():
 
 
 def main(argv) -> None:
-    evaluate_controller(flags.FLAGS.exp_dir, _config_flags().parse())
+    evaluate_controller(*experiment_from_flags(_config_flags().parse(), ("env", "doom_resolution")))
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("exp_dir", None, "Experiment folder with vae/, rnn/ and controller/.", required=True)
+    define_experiment_flags("Experiment folder with vae/, rnn/ and controller/.")
     _config_flags().define()
 
 

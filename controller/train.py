@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from absl import flags
 
 from common.backend import Backend
 from common.errors import UserError, run_main
@@ -43,6 +42,7 @@ from controller.es import (
 from controller.interface import CONTROLLERS, make_controller
 from controller.model import Controller, save_controller
 from controller.plots import plot_training_progress
+from controller.pretrained import define_experiment_flags, experiment_from_flags
 from controller.rollouts import DreamEvaluator, RealEvaluator, RealSetup, default_workers
 from envs.dream import load_dream
 from rnn.model import load_rnn
@@ -229,12 +229,12 @@ def _config_flags():
 
 def main(argv) -> None:
     start = time.perf_counter()
-    out = train_controller(flags.FLAGS.exp_dir, _config_flags().parse())
+    out = train_controller(*experiment_from_flags(_config_flags().parse(), ("doom_resolution",)))
     print(f"controller: done in {time.perf_counter() - start:.0f}s; {out / 'controller.json'}")
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("exp_dir", None, "Experiment folder with vae/vae.keras and rnn/rnn.keras.", required=True)
+    define_experiment_flags("Experiment folder with vae/vae.keras and rnn/rnn.keras.")
     _config_flags().define()
 
 

@@ -26,6 +26,7 @@ import os
 
 from common.errors import UserError, run_main
 from common.flags import ConfigFlags
+from controller.pretrained import define_experiment_flags, experiment_from_flags
 from run.dream_config import DreamConfig
 from run.dream_play import PlayResult, play_dream
 from run.dream_rollout import DreamRollout
@@ -52,16 +53,13 @@ def run_dream(exp_dir: str | os.PathLike, config: DreamConfig) -> DreamRollout |
 
 
 def main(argv) -> None:
-    from absl import flags  # flags are read only here, in the entry point
 
-    run_dream(flags.FLAGS.exp_dir, CONFIG_FLAGS.parse())
+    run_dream(*experiment_from_flags(CONFIG_FLAGS.parse(), ("env",)))
 
 
 def define_flags() -> None:
-    from absl import flags
 
-    flags.DEFINE_string("exp_dir", None, "Experiment folder with vae/vae.keras, rnn/rnn.keras and series/.",
-                        required=True)
+    define_experiment_flags("Experiment folder with vae/vae.keras, rnn/rnn.keras and series/.")
     CONFIG_FLAGS.define()
 
 

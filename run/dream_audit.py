@@ -15,7 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from absl import flags
 
 import envs
 from common.backend import Backend
@@ -27,6 +26,7 @@ from common.seeding import derive_seed
 from common.storage import file_digest, write_json, write_text
 from controller import Controller
 from controller.evaluate import default_controller_file
+from controller.pretrained import define_experiment_flags, experiment_from_flags
 from controller.rollouts import DreamEvaluator, RealEvaluator, RealSetup
 from envs.dream import DreamDynamics, load_dream
 from envs.policies import RANDOM_POLICIES
@@ -144,11 +144,11 @@ def audit_markdown(rows: list[dict], config: AuditConfig) -> str:
 
 
 def main(argv) -> None:
-    audit_dream(flags.FLAGS.exp_dir, ConfigFlags(AuditConfig).parse())
+    audit_dream(*experiment_from_flags(ConfigFlags(AuditConfig).parse(), ("doom_resolution",)))
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("exp_dir", None, "Doom experiment with vae/, rnn/ and series/initial_z.npz.", required=True)
+    define_experiment_flags("Doom experiment with vae/, rnn/ and series/initial_z.npz.")
     ConfigFlags(AuditConfig).define()
 
 

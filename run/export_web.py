@@ -40,6 +40,7 @@ from common.storage import write_text
 from controller.agent import check_compatible
 from controller.evaluate import default_controller_file
 from controller.model import Controller
+from controller.pretrained import define_experiment_flags, experiment_from_flags
 from envs.dream import load_initial_z
 from rnn.model import load_rnn
 from run.export_web_browser import screenshot, serve_folder
@@ -194,10 +195,9 @@ def export_web(exp_dir: str | os.PathLike, config: ExportWebConfig) -> ExportRes
 
 
 def main(argv) -> None:
-    from absl import flags  # flags are read only here, in the entry point
 
     config = CONFIG_FLAGS.parse().validated()
-    result = export_web(flags.FLAGS.exp_dir, config)
+    result = export_web(experiment_from_flags(), config)
     print(f"export_web: wrote {result.out} ({result.megabytes:.1f} MB; driver {result.driver})")
     if config.screenshot:
         screenshot(result.out, config.screenshot, config.screenshot_steps, executable=config.chromium or None)
@@ -224,10 +224,9 @@ CONFIG_FLAGS = ConfigFlags(ExportWebConfig)
 
 
 def define_flags() -> None:
-    from absl import flags
 
-    flags.DEFINE_string("exp_dir", None, "Experiment folder with vae/vae.keras, rnn/rnn.keras and "
-                        "series/initial_z.npz (and a trained controller, if any).", required=True)
+    define_experiment_flags("Experiment folder with vae/vae.keras, rnn/rnn.keras and series/initial_z.npz (and a "
+                            "trained controller, if any).")
     CONFIG_FLAGS.define()
 
 

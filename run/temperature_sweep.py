@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from absl import flags, logging
+from absl import logging
 
 from common.errors import UserError, run_main
 from common.flags import ConfigFlags
@@ -34,6 +34,7 @@ from common.storage import read_json, write_json, write_text
 from controller.es import ESConfig
 from controller.evaluate import EvaluateConfig, evaluate_controller, evaluation_seeds
 from controller.model import Controller
+from controller.pretrained import define_experiment_flags, experiment_from_flags
 from controller.train import ControllerTrainConfig, train_controller
 from envs.dream import load_dream
 
@@ -230,12 +231,11 @@ SWEEP_FLAGS = ConfigFlags(SweepConfig)
 
 def main(argv) -> None:
     logging.set_verbosity(logging.WARNING)
-    run_sweep(flags.FLAGS.exp_dir, SWEEP_FLAGS.parse())
+    run_sweep(experiment_from_flags(), SWEEP_FLAGS.parse())
 
 
 def define_flags() -> None:
-    flags.DEFINE_string("exp_dir", None, "Experiment folder with vae/, rnn/ and series/ (a Doom pipeline's).",
-                        required=True)
+    define_experiment_flags("Experiment folder with vae/, rnn/ and series/ (a Doom pipeline's).")
     SWEEP_FLAGS.define()
 
 
