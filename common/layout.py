@@ -64,9 +64,13 @@ class ControllerRun:
         return self.folder / f"histogram_{env}.png"
 
 
+# Where C can train inside M's dream, and the real task each dream stands for.
+DREAM_ENVS = {"doomrnn": "doom", "carracingrnn": "carracing"}
+
+
 def controller_run_name(env: str, variant: str, temperature: float | None = None) -> str:
     """`<env>_<variant>[_t<tau>]`: one folder per trained controller, so sweeps sit side by side."""
-    return f"{env}_{variant}" + (f"_t{temperature:g}" if env == "doomrnn" and temperature is not None else "")
+    return f"{env}_{variant}" + (f"_t{temperature:g}" if env in DREAM_ENVS and temperature is not None else "")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,6 +4,8 @@
     python -m controller.train --exp_dir=DIR --env=doomrnn --temperature=1.15     # Doom, in the dream only
     python -m controller.train --exp_dir=DIR --env=carracing --controller=z_hidden   # the paper's ablation
     python -m controller.train --exp_dir=DIR --env=doomrnn --controller=full_hidden  # C with a small hidden layer
+    python -m controller.train --exp_dir=DIR --env=carracingrnn --temperature=1.0  # CarRacing in the dream (an M
+                                                                                   # trained with --predict_reward)
 
 Output in DIR/controller/<env>_<variant>[_t<tau>]/: es.pkl (the pickled pycma strategy, checkpointed atomically
 every generation; a killed run resumes at the next generation on the same trajectory), controller.json (the CMA
@@ -23,7 +25,7 @@ import numpy as np
 from common.backend import Backend
 from common.errors import UserError, run_main
 from common.flags import ConfigFlags
-from common.layout import ControllerRun, experiment
+from common.layout import DREAM_ENVS, ControllerRun, experiment
 from common.paper import DOOM_RESOLUTION, DOOM_TEMPERATURE, EPISODE_STEPS
 from common.storage import read_json, write_json
 from common.tensorboard import SummaryWriter
@@ -47,14 +49,14 @@ from controller.rollouts import DreamEvaluator, RealEvaluator, RealSetup, defaul
 from envs.dream import load_dream
 from rnn.model import load_rnn
 
-TRAIN_ENVS = ("carracing", "doom", "doomrnn")
+TRAIN_ENVS = ("carracing", "doom", *DREAM_ENVS)
 
 
 @dataclasses.dataclass(frozen=True)
 class ControllerTrainConfig:
     """How to train C; the defaults are the paper's."""
 
-    env: str = "carracing"  # carracing, doom (real VizDoom), or doomrnn (the dream)
+    env: str = "carracing"  # carracing, doom (real VizDoom), or in M's dream: doomrnn or carracingrnn
     controller: str = "full"  # which C, by registered name: full ([z, h]; Doom [z, c, h]), z, z_hidden (40 tanh
     # units; the paper's three), full_hidden (full plus 8 tanh units on z), or module:Class of your own
     es: ESConfig = ESConfig()  # the CMA-ES search
@@ -62,14 +64,15 @@ class ControllerTrainConfig:
     backend: str = "processes"  # where real episodes run: processes (this machine) or ray (a Ray cluster's nodes)
     ray_address: str | None = None  # --backend=ray: auto joins the cluster `ray start` runs; HOST:PORT a given
     # head; unset starts a local Ray
-    temperature: float = DOOM_TEMPERATURE  # doomrnn: the dream's tau (the paper's 1.15; the 2018 code used 1.25)
+    temperature: float = DOOM_TEMPERATURE  # the dream's tau (Doom: the paper's 1.15; the 2018 code used 1.25; for
+    # carracingrnn 1.0 is M's own distribution)
     max_steps: int | None = None  # episode step limit; None: the task's (CarRacing 1,000, Doom 2,100)
     doom_resolution: str = DOOM_RESOLUTION  # real Doom's render size
-    real_eval_every: int = 0  # doomrnn: every K generations also play the CMA mean in real Doom (0: never)
+    real_eval_every: int = 0  # in a dream: every K generations also play the CMA mean in the real game (0: never)
     real_eval_episodes: int = 8  # episodes of each of those real checks
     episode_timeout: float = 900.0  # seconds before a real-episode worker is presumed hung
     init_file: str | None = None  # warm start: a controller JSON whose parameters become x0
-    dream_bfloat16: bool = False  # doomrnn: run the dream's matmuls in bfloat16 (faster on AVX-512 BF16 CPUs)
+    dream_bfloat16: bool = False  # in a dream: run its matmuls in bfloat16 (faster on AVX-512 BF16 CPUs)
 
     def validated(self) -> ControllerTrainConfig:
         if self.env not in TRAIN_ENVS:
@@ -88,7 +91,8 @@ class ControllerTrainConfig:
         return self
 
     def model_env(self) -> str:
-        return "carracing" if self.env == "carracing" else "doom"
+        """The real task: carracing or doom."""
+        return DREAM_ENVS.get(self.env, self.env)
 
     def max_episode_steps(self) -> int:
         return self.max_steps or EPISODE_STEPS[self.model_env()]
@@ -97,7 +101,7 @@ class ControllerTrainConfig:
 def output_run(exp_dir: str | Path, config: ControllerTrainConfig) -> ControllerRun:
     """This training's folder, `controller/<env>_<variant>[_t<tau>]/`."""
     return experiment(exp_dir).controller_run(config.env, config.controller,
-                          config.temperature if config.env == "doomrnn" else None)
+                          config.temperature if config.env in DREAM_ENVS else None)
 
 
 def _real_setup(exp_dir, config: ControllerTrainConfig, controller: Controller, env: str) -> RealSetup:
@@ -110,7 +114,7 @@ def _identity(config: ControllerTrainConfig, controller: Controller) -> dict[str
     es = dataclasses.asdict(config.es)
     es.pop("generations")
     return {"env": config.env, "controller": controller.get_config(), "es": es,
-            "temperature": config.temperature if config.env == "doomrnn" else None,
+            "temperature": config.temperature if config.env in DREAM_ENVS else None,
             "max_steps": config.max_episode_steps()}
 
 
@@ -135,7 +139,8 @@ def _open_state(files: ControllerRun, config: ControllerTrainConfig, controller:
 
 
 def _dream_dynamics(exp_dir, config: ControllerTrainConfig):
-    return load_dream(exp_dir, config.temperature, config.max_episode_steps(), bfloat16=config.dream_bfloat16)
+    return load_dream(exp_dir, config.temperature, config.max_episode_steps(), bfloat16=config.dream_bfloat16,
+                      task=config.model_env())
 
 
 def train_controller(exp_dir: str | Path, config: ControllerTrainConfig, verbose: bool = True) -> Path:
@@ -143,9 +148,8 @@ def train_controller(exp_dir: str | Path, config: ControllerTrainConfig, verbose
     config = config.validated()
     files = output_run(exp_dir, config)
     out = files.folder
-    out.mkdir(parents=True, exist_ok=True)
     model_env = config.model_env()
-    if config.env == "doomrnn":
+    if config.env in DREAM_ENVS:
         dynamics = _dream_dynamics(exp_dir, config)
         rnn = dynamics.rnn
         controller = make_controller(config.controller, model_env, rnn.z_size, rnn.hidden_size)
@@ -155,10 +159,11 @@ def train_controller(exp_dir: str | Path, config: ControllerTrainConfig, verbose
         controller = make_controller(config.controller, model_env, rnn.z_size, rnn.hidden_size)
         evaluate = RealEvaluator(_real_setup(exp_dir, config, controller, model_env), config.workers,
                                  config.episode_timeout, Backend.of(config))
+    out.mkdir(parents=True, exist_ok=True)  # only now that V, M and C fit: bad input writes nothing
     state = _open_state(files, config, controller)
     real_check = None
-    if config.env == "doomrnn" and config.real_eval_every > 0:
-        real_check = RealEvaluator(_real_setup(exp_dir, config, controller, "doom"), config.workers,
+    if config.env in DREAM_ENVS and config.real_eval_every > 0:
+        real_check = RealEvaluator(_real_setup(exp_dir, config, controller, model_env), config.workers,
                                    config.episode_timeout, Backend.of(config))
     writer = SummaryWriter(files.tensorboard)
     writer.hyperparameters(dataclasses.asdict(config), state.generation)

@@ -3,6 +3,7 @@
     worldmodels/CarRacing64-v0   CarRacing-v3, rows 0-83 resized to 64x64
     worldmodels/TakeCover64-v0   VizDoom Take Cover as the 2018 agent played it
     worldmodels/DoomRNN-v0       Take Cover dreamt by M (gym.make(..., exp_dir=DIR, temperature=1.15))
+    worldmodels/CarRacingRNN-v0  CarRacing dreamt by an M that predicts reward (gym.make(..., exp_dir=DIR))
 """
 
 from common.startup import quiet_tensorflow_startup
@@ -16,6 +17,7 @@ ENV_IDS = {
     "doom": "worldmodels/TakeCover64-v0",
 }
 DREAM_ENV_ID = "worldmodels/DoomRNN-v0"
+CARRACING_DREAM_ENV_ID = "worldmodels/CarRacingRNN-v0"
 
 
 def _register() -> None:
@@ -26,6 +28,8 @@ def _register() -> None:
         gym.register(ENV_IDS["doom"], entry_point="envs.doom:TakeCover64Env")
     if DREAM_ENV_ID not in registered:
         gym.register(DREAM_ENV_ID, entry_point="envs.dream:DoomDreamEnv")
+    if CARRACING_DREAM_ENV_ID not in registered:
+        gym.register(CARRACING_DREAM_ENV_ID, entry_point="envs.carracing_dream:CarRacingDreamEnv")
 
 
 _register()

@@ -55,6 +55,8 @@ class DreamStep(NamedTuple):
     died: Any  # (B,) bool: the death logit passed 0 (never for an M without the death head)
     truncated: Any  # (B,) bool: alive at the step cap
     death_logit: Any  # (B,) float32; -inf for an M without the death head (CarRacing's)
+    reward: Any  # (B,) float32: the step's reward, M's prediction for an M that predicts reward, else 1 (Doom's
+    # +1 a step survived)
 
 
 def dream_step(rnn: MDNRNN, state: DreamState, action: Any, temperature: Any, seed: Any, max_steps: Any,
@@ -80,10 +82,14 @@ def dream_step(rnn: MDNRNN, state: DreamState, action: Any, temperature: Any, se
     mixture, death_logit = rnn.split_head(out)
     if death_logit is None:
         death_logit = tf.fill(tf.shape(state.steps), -np.inf)
+    reward = rnn.predicted_reward(out) if getattr(rnn, "predict_reward", False) else None
+    if reward is None:
+        reward = tf.ones(tf.shape(state.steps), tf.float32)
     steps = state.steps + 1
     died = death_logit > 0.0
     truncated = ~died & (steps >= max_steps)
-    return DreamStep(DreamState(rnn.sample(mixture, temperature, seed), h, c, steps), died, truncated, death_logit)
+    return DreamStep(DreamState(rnn.sample(mixture, temperature, seed), h, c, steps), died, truncated, death_logit,
+                     tf.cast(reward, tf.float32))
 
 
 def _state_spec(rnn: MDNRNN, batch_size: int | None) -> DreamState:
@@ -194,58 +200,76 @@ class DreamDynamics:
         return self._rollout_fns[key]
 
     def _compile_chunk(self, controller):
-        def chunk(state, params, temperature, seed, length):
-            """Advances every dream `length` steps; a dream stops counting once it died or hit the cap."""
-            def body(t, state, alive):
+        def chunk(state, total, params, temperature, seed, length):
+            """Advances every dream `length` steps, adding each step's reward to `total`; a dream stops counting
+            once it died or hit the cap."""
+            def body(t, state, total, alive):
                 action = controller.env_action_tensor(controller.act(params, controller.features(
                     state.z, state.h, state.c)))
                 result = self._step_graph(state, action, temperature, tf.stack([seed[0], seed[1] + t]))
                 steps = tf.where(alive, result.state.steps, state.steps)
+                total = total + tf.where(alive, result.reward, 0.0)
                 alive = alive & ~result.died & ~result.truncated
-                return t + 1, result.state._replace(steps=steps), alive
+                return t + 1, result.state._replace(steps=steps), total, alive
 
-            _, state, alive = tf.while_loop(lambda t, state, alive: (t < length) & tf.reduce_any(alive), body,
-                                            (tf.constant(0), state, state.steps < self.max_steps))
-            return state, alive
+            _, state, total, alive = tf.while_loop(
+                lambda t, state, total, alive: (t < length) & tf.reduce_any(alive), body,
+                (tf.constant(0), state, total, state.steps < self.max_steps))
+            return state, total, alive
 
         return tf.function(chunk, input_signature=[
-            _state_spec(self.rnn, None), tf.TensorSpec([None, controller.num_params], tf.float32),
-            tf.TensorSpec([], tf.float32),
+            _state_spec(self.rnn, None), tf.TensorSpec([None], tf.float32),
+            tf.TensorSpec([None, controller.num_params], tf.float32), tf.TensorSpec([], tf.float32),
             tf.TensorSpec([2], tf.int32), tf.TensorSpec([], tf.int32)])
 
     def returns(self, controller, params: np.ndarray, seeds: np.ndarray, chunk_steps: int = CHUNK_STEPS) -> np.ndarray:
-        """Steps survived (= return) of one dream per row: params (N, P) with seeds (N,), all in one batch."""
+        """The return of one dream per row, params (N, P) with seeds (N,), all in one batch: the sum of the
+        steps' rewards (Doom: the steps survived; CarRacing: M's predicted rewards)."""
         seeds = np.asarray(seeds, np.int64).reshape(-1)
         run_chunk = self._rollout_fn(controller)
         state = self.reset(seeds)
         params_t = tf.constant(np.asarray(params, np.float32))
         index = np.arange(len(seeds))
-        result = np.zeros(len(seeds), np.int64)
+        result = np.zeros(len(seeds), np.float64)
+        total = tf.zeros([len(seeds)], tf.float32)
         base_seed = int(np.random.default_rng(seeds).integers(2**31 - 1))
         offset = 0
         while len(index):
-            state, alive = run_chunk(state, params_t, tf.constant(self.temperature),
-                                     tf.constant([base_seed, offset], tf.int32), tf.constant(chunk_steps))
+            state, total, alive = run_chunk(state, total, params_t, tf.constant(self.temperature),
+                                            tf.constant([base_seed, offset], tf.int32), tf.constant(chunk_steps))
             offset += chunk_steps
             alive_np = alive.numpy()
             finished = ~alive_np
-            result[index[finished]] = state.steps.numpy()[finished]
+            result[index[finished]] = total.numpy()[finished]
             if finished.any():
                 keep = tf.constant(np.flatnonzero(alive_np))
                 state = DreamState(*(tf.gather(part, keep) for part in state))
+                total = tf.gather(total, keep)
                 params_t = tf.gather(params_t, keep)
                 index = index[alive_np]
-        return result.astype(np.float64)
+        return result
 
 
-def load_dream(exp_dir: str | os.PathLike, temperature: float = DOOM_TEMPERATURE,
-               max_steps: int = EPISODE_STEPS["doom"], rnn_path: str | os.PathLike | None = None,
-               bfloat16: bool = False) -> DreamDynamics:
-    """The dream of an experiment: M from `rnn/rnn.keras`, resets from `series/initial_z.npz`."""
+def load_dream(exp_dir: str | os.PathLike, temperature: float = DOOM_TEMPERATURE, max_steps: int | None = None,
+               rnn_path: str | os.PathLike | None = None, bfloat16: bool = False, task: str = "doom") -> DreamDynamics:
+    """The dream of an experiment: M from `rnn/rnn.keras`, resets from `series/initial_z.npz`; `max_steps`
+    defaults to the task's cap. Doom's M must predict death; CarRacing's must predict reward (the dream's return
+    is the sum of its predictions), else a one-line `DataError` names the file."""
     layout = experiment(exp_dir, create=False)
-    rnn = load_rnn(rnn_path or layout.rnn_model, expect={"predict_done": True})
+    path = rnn_path or layout.rnn_model
+    if task == "doom":
+        rnn = load_rnn(path, expect={"predict_done": True})
+    elif task == "carracing":
+        rnn = load_rnn(path)
+        if rnn.action_size != 3:
+            raise DataError(f"{path}: an M of {rnn.action_size} action value(s), not CarRacing's 3")
+        if not getattr(rnn, "predict_reward", False):
+            raise DataError(f"{path}: the CarRacing dream pays M's predicted reward, and this M has no reward output "
+                            "(train one with python -m rnn.train --predict_reward)")
+    else:
+        raise UserError(f"no dream of task {task!r}; choose doom or carracing")
     mu, logvar = load_initial_z(layout.initial_z)
-    return DreamDynamics(rnn, mu, logvar, temperature, max_steps, bfloat16)
+    return DreamDynamics(rnn, mu, logvar, temperature, max_steps or EPISODE_STEPS[task], bfloat16)
 
 
 def _doom_dynamics(exp_dir, temperature: float, max_steps: int, dynamics: DreamDynamics | None) -> DreamDynamics:

@@ -11,7 +11,7 @@ from common.paper import LSTM_UNITS, NUM_MIXTURES, RNN_TRAINING
 # The paper's settings per task (appendix; the Doom step count follows the 2018 code's ~24,000).
 PAPER_DEFAULTS = {env: {**RNN_TRAINING[env], "hidden": LSTM_UNITS[env], "predict_done": env == "doom"}
                   for env in ("carracing", "doom")}
-BEST_METRICS = ("total", "z_nll", "restart")
+BEST_METRICS = ("total", "z_nll", "restart", "reward")
 RNN_CELLS = ("lstm", "gru")  # rnn.model.CELLS (not imported: the config loads no TensorFlow)
 
 
@@ -26,7 +26,10 @@ class RNNTrainConfig:
     batch_size: int | None = None  # sequences (CarRacing) or streams (Doom) per batch: 100
     seq_len: int | None = None  # steps per sequence / chunk (CarRacing 999, Doom 500)
     hidden: int | None = None  # LSTM units (CarRacing 256, Doom 512)
-    predict_done: bool | None = None  # restart input, death output and streams (Doom)
+    predict_done: bool | None = None  # restart input, death output and streams (Doom; CarRacing's dream may add
+    # them: leaving the playfield ends its episodes)
+    predict_reward: bool = False  # a reward output (the CarRacing dream pays it); none in the paper's Ms
+    reward_weight: float = 1.0  # weight of the reward's squared error in the loss (z NLL and death have 1)
     num_mixtures: int = NUM_MIXTURES  # Gaussians per latent dimension (paper)
     learning_rate: float = 1e-3  # Adam's starting rate (2018 code)
     min_learning_rate: float = 1e-5  # the rate it decays to
@@ -56,7 +59,7 @@ class RNNTrainConfig:
                      "checkpoint_every", "log_every"):
             if getattr(config, name) < 1:
                 raise UserError(f"--{name}={getattr(config, name)}: must be at least 1")
-        for name in ("learning_rate", "grad_clip", "restart_weight"):
+        for name in ("learning_rate", "grad_clip", "restart_weight", "reward_weight"):
             value = getattr(config, name)
             if not (value > 0 and math.isfinite(value)):
                 raise UserError(f"--{name}={value}: must be a positive number")
@@ -68,6 +71,8 @@ class RNNTrainConfig:
             raise UserError(f"--best_metric={config.best_metric}: must be one of {', '.join(BEST_METRICS)}")
         if config.best_metric == "restart" and not config.predict_done:
             raise UserError("--best_metric=restart needs the death output (Doom)")
+        if config.best_metric == "reward" and not config.predict_reward:
+            raise UserError("--best_metric=reward needs the reward output (--predict_reward)")
         if config.rnn_cell not in RNN_CELLS:
             raise UserError(f"--rnn_cell={config.rnn_cell}: choose from {', '.join(RNN_CELLS)}")
         if config.rnn_cell != "lstm" and config.rnn != "mdnrnn":

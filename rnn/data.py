@@ -8,6 +8,7 @@ A batch of B rows and T input steps is a dict of numpy arrays:
   mu, logvar  (B, T+1, Z)  V's posterior of frames t..t+T (the model draws z ~ N(mu, exp(logvar)) itself)
   action      (B, T, A)    action taken after frame t
   restart     (B, T)       1 on an episode's first frame (the LSTM state is zeroed before that step)
+  reward      (B, T)       the reward of the step taken after frame t (what an M with a reward output predicts)
   done        (B, T)       1 where the agent died after this frame (the episode ended, not by the step cap)
   z_mask      (B, T)       1 where the target frame t+1 belongs to the same episode and is not padding
   step_mask   (B, T)       1 where input frame t exists (not padding)
@@ -34,7 +35,7 @@ from common.progress import Progress
 from common.storage import episode_files, read_series
 
 ENVS = ("carracing", "doom")
-BATCH_KEYS = ("mu", "logvar", "action", "restart", "done", "z_mask", "step_mask")
+BATCH_KEYS = ("mu", "logvar", "action", "reward", "restart", "done", "z_mask", "step_mask")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +47,7 @@ class SeriesSet:
     mu: np.ndarray  # (N, Z) float32
     logvar: np.ndarray  # (N, Z) float32
     action: np.ndarray  # (N, A) float32
+    reward: np.ndarray  # (N,) float32: the reward of the step taken after each frame
     done: np.ndarray  # (N,) bool
     starts: np.ndarray  # (E,) int64
     lengths: np.ndarray  # (E,) int64
@@ -69,7 +71,7 @@ def load_series(folder: str | os.PathLike, verbose: bool = False) -> SeriesSet:
     files = episode_files(folder, "series")
     progress = Progress("rnn: reading series", len(files), "episodes", stream=None if verbose else io.StringIO())
     env, sizes = None, None
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("mu", "logvar", "action", "done")}
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("mu", "logvar", "action", "reward", "done")}
     for path in files:
         arrays = read_series(path)
         if "env" not in arrays:
@@ -85,7 +87,7 @@ def load_series(folder: str | os.PathLike, verbose: bool = False) -> SeriesSet:
                             f"{files[0].name} (env {env}, z {sizes[0]}, action {sizes[1]})")
         if len(arrays["mu"]) < 2:
             raise DataError(f"{path}: episode of {len(arrays['mu'])} frame; M needs at least 2")
-        for name in ("mu", "logvar", "action"):
+        for name in ("mu", "logvar", "action", "reward"):
             if not np.all(np.isfinite(arrays[name])):
                 raise DataError(f"{path}: '{name}' has NaN or infinite values")
         if bool(arrays.get("truncated", False)):  # ended by the step cap: not a death for the death head
@@ -95,7 +97,8 @@ def load_series(folder: str | os.PathLike, verbose: bool = False) -> SeriesSet:
         progress.update(1)
     lengths = np.array([len(m) for m in parts["mu"]], np.int64)
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    return SeriesSet(tuple(files), env, *(np.concatenate(parts[k]) for k in ("mu", "logvar", "action", "done")),
+    return SeriesSet(tuple(files), env, *(np.concatenate(parts[k]) for k in ("mu", "logvar", "action", "reward",
+                                                                              "done")),
                      starts, lengths)
 
 
@@ -122,7 +125,7 @@ def _empty_batch(rows: int, steps: int, z_size: int, action_size: int) -> dict[s
     return {"mu": np.zeros((rows, steps + 1, z_size), np.float32),
             "logvar": np.zeros((rows, steps + 1, z_size), np.float32),
             "action": np.zeros((rows, steps, action_size), np.float32),
-            **{k: np.zeros((rows, steps), np.float32) for k in ("restart", "done", "z_mask", "step_mask")}}
+            **{k: np.zeros((rows, steps), np.float32) for k in ("reward", "restart", "done", "z_mask", "step_mask")}}
 
 
 class EpisodeBatches:
@@ -164,6 +167,7 @@ class EpisodeBatches:
             inputs = min(frames, steps)
             out["mu"][b, :frames], out["logvar"][b, :frames] = data.mu[index], data.logvar[index]
             out["action"][b, :inputs] = data.action[index[:inputs]]
+            out["reward"][b, :inputs] = data.reward[index[:inputs]]
             out["restart"][b, 0] = float(offset == 0)
             out["done"][b, :inputs] = data.done[index[:inputs]]
             out["z_mask"][b, :frames - 1] = 1.0
@@ -249,6 +253,7 @@ class StreamBatches:
         frames, flags = index[:, window], restart[:, window]
         next_restart = flags[:, 1:]
         return {"mu": self.data.mu[frames], "logvar": self.data.logvar[frames],
-                "action": self.data.action[frames[:, :-1]], "restart": flags[:, :-1].copy(),
+                "action": self.data.action[frames[:, :-1]], "reward": self.data.reward[frames[:, :-1]],
+                "restart": flags[:, :-1].copy(),
                 "done": self.data.done[frames[:, :-1]].astype(np.float32), "z_mask": 1.0 - next_restart,
                 "step_mask": np.ones_like(next_restart)}

@@ -241,14 +241,14 @@ class _ConcreteFunctions:
 
 def split_mixture_output(out: tf.Tensor, z_size: int, num_mixtures: int,
                          predict_done: bool) -> tuple[MixtureParams, tf.Tensor | None]:
-    """Head outputs (..., 3 K Z [+ 1]) -> (MixtureParams each (..., Z, K) with normalised logits, death logit (...)
-    or None): per dimension [log pi (K), mu (K), log sigma (K)], then the death logit. Any M's `split_head` may
-    use it."""
+    """Head outputs (..., 3 K Z [+ 1] [+ 1]) -> (MixtureParams each (..., Z, K) with normalised logits, death logit
+    (...) or None): per dimension [log pi (K), mu (K), log sigma (K)], then the death logit (then, for an M that
+    predicts reward, the reward: `MDNRNN.predicted_reward`). Any M's `split_head` may use it."""
     k, z = num_mixtures, z_size
     mixture = tf.reshape(out[..., :3 * k * z], tf.concat([tf.shape(out)[:-1], [z, 3, k]], 0))
     log_pi, mu, log_sigma = tf.unstack(mixture, axis=-2)
     log_pi = log_pi - tf.reduce_logsumexp(log_pi, axis=-1, keepdims=True)
-    done_logit = out[..., -1] if predict_done else None
+    done_logit = out[..., 3 * k * z] if predict_done else None
     return MixtureParams(log_pi, mu, log_sigma), done_logit
 
 
@@ -267,13 +267,16 @@ class MDNRNN(keras.Model):
       num_mixtures: Gaussians per latent dimension K (5 in the paper).
       predict_done: the Doom variant: a restart flag is the last input (input size Z + A + 1), where it is 1
         the LSTM state is zeroed before the step, and the head has one extra output, the death logit.
+      predict_reward: one more head output, the reward of the step (`predicted_reward`): what the CarRacing
+        dream pays (the paper's Ms have none; the 2018 code's iterative procedure describes one).
       cell: 'lstm' (the paper's) or 'gru' (`ResettableGRU`: the same head; the state's c stays zero).
 
-    The head's outputs are, per dimension, [log pi (K), mu (K), log sigma (K)], then the death logit.
+    The head's outputs are, per dimension, [log pi (K), mu (K), log sigma (K)], then the death logit, then the
+    reward.
     """
 
     def __init__(self, z_size: int = 32, action_size: int = 3, hidden_size: int = 256, num_mixtures: int = 5,
-                 predict_done: bool = False, cell: str = "lstm", **kwargs: Any):
+                 predict_done: bool = False, cell: str = "lstm", predict_reward: bool = False, **kwargs: Any):
         super().__init__(**kwargs)
         if cell not in CELLS:
             raise ValueError(f"MDNRNN cell must be one of {', '.join(CELLS)}, got {cell!r}")
@@ -281,8 +284,9 @@ class MDNRNN(keras.Model):
         self.z_size, self.action_size = int(z_size), int(action_size)
         self.hidden_size, self.num_mixtures = int(hidden_size), int(num_mixtures)
         self.predict_done = bool(predict_done)
+        self.predict_reward = bool(predict_reward)
         self.input_size = self.z_size + self.action_size + int(self.predict_done)
-        self.output_size = 3 * self.num_mixtures * self.z_size + int(self.predict_done)
+        self.output_size = 3 * self.num_mixtures * self.z_size + int(self.predict_done) + int(self.predict_reward)
         if cell == "lstm":
             self.lstm = ResettableLSTM(self.hidden_size, name="lstm")
         else:  # another attribute: an LSTM model's saved weights keep their place
@@ -306,7 +310,7 @@ class MDNRNN(keras.Model):
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "z_size": self.z_size, "action_size": self.action_size,
                 "hidden_size": self.hidden_size, "num_mixtures": self.num_mixtures,
-                "predict_done": self.predict_done, "cell": self.cell}
+                "predict_done": self.predict_done, "cell": self.cell, "predict_reward": self.predict_reward}
 
     # ---- pure building blocks (usable inside any tf.function) ----
 
@@ -325,6 +329,11 @@ class MDNRNN(keras.Model):
     def split_head(self, out: tf.Tensor) -> tuple[MixtureParams, tf.Tensor | None]:
         """Head outputs (..., output_size) -> (MixtureParams each (..., Z, K), death logit (...) or None)."""
         return split_mixture_output(out, self.z_size, self.num_mixtures, self.predict_done)
+
+    def predicted_reward(self, out: tf.Tensor) -> tf.Tensor | None:
+        """Head outputs (..., output_size) -> the reward M expects for the step (...), or None without
+        `predict_reward`."""
+        return out[..., -1] if self.predict_reward else None
 
     def advance(self, z: Any, action: Any, state: State, restart: Any = None,
                 recurrent_kernel: tf.Tensor | None = None) -> State:
@@ -389,15 +398,19 @@ class MDNRNN(keras.Model):
             first frame; the state is zeroed before that step).
           initial_state: (h, c) carried in from the previous chunk; zeros if None.
         Returns:
-          ({"logits", "mu", "log_sigma"}: (B, T, Z, K), plus "done_logit": (B, T) for Doom), final (h, c).
+          ({"logits", "mu", "log_sigma"}: (B, T, Z, K), plus "done_logit": (B, T) for Doom and "reward": (B, T)
+          with `predict_reward`), final (h, c).
         """
         restart = inputs.get("restart") if self.predict_done else None
         x = self._inputs(inputs["z"], inputs["action"], restart)
         hs, state = self.recurrent_layer()(x, keep=self._keep(restart), initial_state=initial_state)
-        params, done_logit = self.split_head(self.head(hs))
+        out = self.head(hs)
+        params, done_logit = self.split_head(out)
         outputs = params._asdict()
         if done_logit is not None:
             outputs["done_logit"] = done_logit
+        if self.predict_reward:
+            outputs["reward"] = self.predicted_reward(out)
         return outputs, state
 
 

@@ -38,28 +38,41 @@ def sample_z(mu: tf.Tensor, logvar: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
 
 
 def loss_sums(model: MDNRNN, batch: dict[str, tf.Tensor], seed: tf.Tensor, initial_state: Any = None,
-              restart_weight: float = 10.0) -> tuple[dict[str, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
+              restart_weight: float = 10.0,
+              reward_weight: float = 1.0) -> tuple[dict[str, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
     """Teacher forcing on one batch (see rnn.data): sums and counts of the z NLL (`mixture_nll_sum`, over valid
-    steps and dimensions) and of the weighted death cross-entropy (over real steps), and the final LSTM state."""
+    steps and dimensions), of the weighted death cross-entropy (over real steps) and, for an M with a reward
+    output, of `reward_weight` x its squared error, and the final LSTM state.
+
+    The reward loss is the squared error (its minimiser is the expected reward, what a dream's return needs) over
+    the steps that did not end the episode: an ending's reward (CarRacing's -100 for leaving the playfield) is the
+    death output's to predict, and would dominate a squared error 1,000 times over."""
     z = sample_z(batch["mu"], batch["logvar"], seed)
     inputs = {"z": z[:, :-1], "action": batch["action"], "restart": batch["restart"]}
     outputs, state = model(inputs, initial_state=initial_state, training=True)
     params = MixtureParams(outputs["logits"], outputs["mu"], outputs["log_sigma"])
     z_nll, z_count = mixture_nll_sum(params, z[:, 1:], batch["z_mask"])
     sums = {"z_nll": z_nll, "z_count": z_count,
-            "restart": tf.constant(0.0), "restart_count": tf.reduce_sum(batch["step_mask"])}
+            "restart": tf.constant(0.0), "restart_count": tf.reduce_sum(batch["step_mask"]),
+            "reward": tf.constant(0.0), "reward_count": tf.constant(0.0)}
     if model.predict_done:
         count = tf.maximum(sums["restart_count"], 1.0)
         sums["restart"] = done_loss(outputs["done_logit"], batch["done"], batch["step_mask"],
                                     restart_weight) * count
+    if getattr(model, "predict_reward", False):
+        mask = batch["step_mask"] * (1.0 - batch["done"])
+        error = tf.square(outputs["reward"] - batch["reward"])
+        sums["reward"] = reward_weight * tf.reduce_sum(error * mask)
+        sums["reward_count"] = tf.reduce_sum(mask)
     return sums, state
 
 
 def mean_losses(sums: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-    """{z_nll, restart, total} means from `loss_sums`."""
+    """{z_nll, restart, reward, total} means from `loss_sums` (reward: weighted; 0 without a reward output)."""
     z_nll = sums["z_nll"] / tf.maximum(sums["z_count"], 1.0)
     restart = sums["restart"] / tf.maximum(sums["restart_count"], 1.0)
-    return {"z_nll": z_nll, "restart": restart, "total": z_nll + restart}
+    reward = sums["reward"] / tf.maximum(sums["reward_count"], 1.0)
+    return {"z_nll": z_nll, "restart": restart, "reward": reward, "total": z_nll + restart + reward}
 
 
 def make_train_step(model: MDNRNN, optimizer: keras.optimizers.Optimizer, step: tf.Variable,
@@ -80,7 +93,7 @@ def make_train_step(model: MDNRNN, optimizer: keras.optimizers.Optimizer, step: 
             keep = 1.0 - batch["reset"]
             initial = (carried[0] * keep, carried[1] * keep)  # truncated backprop: the state is a constant
         with tf.GradientTape() as tape:
-            sums, state = loss_sums(model, batch, seed, initial, config.restart_weight)
+            sums, state = loss_sums(model, batch, seed, initial, config.restart_weight, config.reward_weight)
             losses = mean_losses(sums)
         gradients = tape.gradient(losses["total"], variables)
 
@@ -95,12 +108,12 @@ def make_train_step(model: MDNRNN, optimizer: keras.optimizers.Optimizer, step: 
     return train_step
 
 
-def make_eval_step(model: MDNRNN) -> Callable:
+def make_eval_step(model: MDNRNN, reward_weight: float = 1.0) -> Callable:
     """A compiled forward pass on a validation batch -> `loss_sums` (any batch and sequence length)."""
 
     @tf.function(reduce_retracing=True)
     def eval_step(batch: dict[str, tf.Tensor], seed: tf.Tensor) -> dict[str, tf.Tensor]:
-        return loss_sums(model, batch, seed)[0]
+        return loss_sums(model, batch, seed, reward_weight=reward_weight)[0]
 
     return eval_step
 

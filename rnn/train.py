@@ -74,8 +74,10 @@ def _split(layout: ExperimentLayout, data: SeriesSet, config: RNNTrainConfig) ->
     return np.setdiff1d(np.arange(data.num_episodes), val), val
 
 
-MODEL_FIELDS = ("rnn_class", "rnn_cell", "hidden", "num_mixtures", "predict_done", "z_size", "action_size")
-RECORDED_BEFORE = {"rnn_class": spec_of(MDNRNN), "rnn_cell": "lstm"}  # what runs recorded before these fields
+MODEL_FIELDS = ("rnn_class", "rnn_cell", "hidden", "num_mixtures", "predict_done", "predict_reward", "z_size",
+                "action_size")
+# what runs recorded before these fields
+RECORDED_BEFORE = {"rnn_class": spec_of(MDNRNN), "rnn_cell": "lstm", "predict_reward": False}
 FIELD_FLAGS = {"rnn_class": "rnn"}  # the flag that sets a recorded field, where its name differs
 
 
@@ -108,6 +110,8 @@ def _given_or_built(config: RNNTrainConfig, data: SeriesSet, model: MemoryModel 
                  num_mixtures=config.num_mixtures, predict_done=config.predict_done)
     if config.rnn_cell != "lstm":
         sizes["cell"] = config.rnn_cell
+    if config.predict_reward:
+        sizes["predict_reward"] = True
     return build_rnn(config.rnn, **sizes), f"--rnn={config.rnn}"
 
 
@@ -116,6 +120,10 @@ def make_model(config: RNNTrainConfig, data: SeriesSet, model: MemoryModel | Non
     is a one-line `UserError`)."""
     keras.utils.set_random_seed(config.seed)
     model, source = _given_or_built(config, data, model)
+    if getattr(model, "predict_reward", False) and np.ptp(data.reward) == 0:
+        raise UserError(f"{source}: predicts reward, but every reward in the {data.env} series is "
+                        f"{data.reward[0]:g}: nothing to predict (Doom's dream pays +1 a step survived; its death "
+                        "output says when it ends)")
     for name, want in (("z_size", data.z_size), ("action_size", data.action_size),
                        ("predict_done", config.predict_done)):
         if getattr(model, name) != want:
@@ -156,7 +164,8 @@ def plan_run(layout: ExperimentLayout, config: RNNTrainConfig, verbose: bool,
     data = load_series(layout.series, verbose)
     config = config.resolved(data.env)
     model = make_model(config, data, model)
-    config = dataclasses.replace(config, hidden=model.hidden_size, num_mixtures=model.num_mixtures)
+    config = dataclasses.replace(config, hidden=model.hidden_size, num_mixtures=model.num_mixtures,
+                                 predict_reward=bool(getattr(model, "predict_reward", False)))
     run_config = {**dataclasses.asdict(config), "rnn_class": spec_of(type(model)),
                   "rnn_cell": model.cell if isinstance(model, MDNRNN) else config.rnn_cell,
                   "env": data.env, "z_size": data.z_size,
@@ -219,7 +228,7 @@ class Validation:
                  resumed: bool):
         self.layout, self.model, self.batches, self.config, self.writer, self.log = (layout, model, batches,
                                                                                     config, writer, log)
-        self.eval_step = make_eval_step(model)
+        self.eval_step = make_eval_step(model, config.reward_weight)
         self.stop_metric = "restart" if config.predict_done else "z_nll"
         history = read_json(layout.rnn_validation) if resumed and layout.rnn_validation.exists() else []
         self.history = [h for h in history if h["step"] <= start]
@@ -238,6 +247,8 @@ class Validation:
         line = f"rnn: step {step:,} validation z_nll {losses['z_nll']:.4f}"
         if config.predict_done:
             line += f", restart {losses['restart']:.4f}"
+        if config.predict_reward:
+            line += f", reward {losses['reward']:.4f}"
         if _improved(losses[config.best_metric], self.best and self.best[config.best_metric]):
             self.best = {"step": step, **losses, "metric": config.best_metric}
             save_model(self.model, self.layout.rnn_model)
@@ -301,7 +312,7 @@ class TrainingLoop:
         previous = self.checkpoint.current_step
         losses, finite = self.train_step(batch)
         losses = {k: float(v) for k, v in losses.items()}
-        check_finite(finite, previous + 1, {k: losses[k] for k in ("z_nll", "restart")}, self.checkpoint)
+        check_finite(finite, previous + 1, {k: losses[k] for k in ("z_nll", "restart", "reward")}, self.checkpoint)
         current = self.checkpoint.current_step
         self.progress.update(1, rate_count=config.batch_size, loss=f"{losses['total']:.4f}")
         self.scalars.add(current, losses, last=current == config.steps)

@@ -20,7 +20,7 @@ from absl import flags
 from common.backend import Backend
 from common.errors import UserError
 from common.flags import ConfigFlags
-from common.layout import ControllerRun, ExperimentLayout
+from common.layout import DREAM_ENVS, ControllerRun, ExperimentLayout
 from common.paper import DOOM_RESOLUTION, TASKS
 from controller.evaluate import EvaluateConfig
 from controller.interface import CONTROLLERS
@@ -120,7 +120,7 @@ class PipelineConfig:
         """Where the controller stage writes C: `controller/<env>_<variant>[_t<tau>]/`."""
         config = self.controller_config()
         return ExperimentLayout(Path(exp_dir).expanduser().resolve()).controller_run(
-            config.env, config.controller, config.temperature if config.env == "doomrnn" else None)
+            config.env, config.controller, config.temperature if config.env in DREAM_ENVS else None)
 
     def evaluate_config(self, exp_dir: str | os.PathLike) -> EvaluateConfig:
         return dataclasses.replace(self.evaluate, env=self.evaluation_env, workers=self.workers, seed=self.seed,
