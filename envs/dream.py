@@ -179,19 +179,20 @@ class DreamDynamics:
                           tf.constant(seed, tf.int32))
 
     def survival(self, act: Callable[[DreamState], np.ndarray], seeds: np.ndarray, seed: int) -> np.ndarray:
-        """Steps survived by one dream per seed, all in one batch, with actions `act(state)` (B, A) computed in
-        Python each step (e.g. fixed policies); step t samples with the stateless seed (seed, t)."""
+        """The return of one dream per seed (Doom: steps survived; CarRacing: M's summed rewards), all in one
+        batch, with actions `act(state)` (B, A) computed in Python each step (e.g. fixed policies); step t samples
+        with the stateless seed (seed, t)."""
         state = self.reset(seeds)
         alive = np.ones(len(state.steps), bool)
-        survived = np.zeros(len(alive), np.int64)
+        total = np.zeros(len(alive), np.float64)
         for t in range(self.max_steps):
             result = self.step(state, act(state), (seed, t))
             state = result.state
-            survived += alive
+            total += np.where(alive, result.reward.numpy(), 0.0)
             alive &= ~(result.died.numpy() | result.truncated.numpy())
             if not alive.any():
                 break
-        return survived.astype(np.float64)
+        return total
 
     def _rollout_fn(self, controller):
         key = repr(sorted(controller.get_config().items()))  # any C (controller.interface.ControllerModel)

@@ -39,6 +39,13 @@ def constant_policy(value: float, rng: np.random.Generator | None = None, action
     return lambda frame: action.copy()
 
 
+def fixed_action_policy(values: tuple[float, ...], rng: np.random.Generator | None = None) -> Policy:
+    """One action vector for the whole episode: the CarRacing dream audit's probes (full gas straight, steering
+    left or right, braking)."""
+    action = np.asarray(values, np.float32)
+    return lambda frame: action.copy()
+
+
 def brownian_driving_policy(rng: np.random.Generator, steer_step: float = 0.1) -> Policy:
     """A CarRacing exploration policy that needs no model: steering is a random walk in [-1, 1] (step
     N(0, steer_step)), gas is a level in [0.3, 1] redrawn every 10-50 frames, and 5 % of frames start a short
@@ -65,7 +72,11 @@ RANDOM_POLICIES: dict[str, dict[str, Callable[..., Policy]]] = {
     "doom": {"held_uniform": held_uniform_policy, "always_left": functools.partial(constant_policy, -1.0),
              "always_right": functools.partial(constant_policy, 1.0),
              "stand_still": functools.partial(constant_policy, 0.0)},
-    "carracing": {"brownian": brownian_driving_policy},
+    "carracing": {"brownian": brownian_driving_policy,
+                  "full_gas": functools.partial(fixed_action_policy, (0.0, 1.0, 0.0)),
+                  "steer_left": functools.partial(fixed_action_policy, (-1.0, 0.5, 0.0)),
+                  "steer_right": functools.partial(fixed_action_policy, (1.0, 0.5, 0.0)),
+                  "brake": functools.partial(fixed_action_policy, (0.0, 0.0, 1.0))},
 }
 MODEL_POLICIES = ("random_weights", "controller")  # play V, M and C: they need TensorFlow (controller.policies)
 DEFAULT_POLICY = {"doom": "held_uniform", "carracing": "brownian"}

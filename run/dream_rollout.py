@@ -97,7 +97,7 @@ class Dreamer:
         rnn = dynamics.rnn
         self.vae, self.dynamics, self.starts, self.controller = vae, dynamics, starts, controller
         size = rnn.action_size
-        actions = actions if actions is not None else DEFAULT_ACTIONS["doom" if rnn.predict_done else "carracing"]
+        actions = actions if actions is not None else DEFAULT_ACTIONS["doom" if size == 1 else "carracing"]
         fixed = tf.constant(np.asarray(actions, np.float32).reshape(1, size))
         self.driver = driver or (f"controller ({controller.env}, {controller.variant})" if controller is not None
                                  else "actions " + ",".join(f"{a:g}" for a in actions))
@@ -177,7 +177,7 @@ def load_dreamer(exp_dir: str | os.PathLike, config: DreamConfig) -> Dreamer:
     path, controller, params = _driver(exp_dir, config)
     starts = StartFrames(layout, config.env)
     rnn = load_rnn(layout.rnn_model)
-    if rnn.predict_done != (config.env == "doom") or rnn.action_size != ACTION_SIZES[config.env]:
+    if (config.env == "doom" and not rnn.predict_done) or rnn.action_size != ACTION_SIZES[config.env]:
         raise DataError(f"{layout.rnn_model}: not a {config.env} M (action size {rnn.action_size}, "
                         f"{'with' if rnn.predict_done else 'without'} the death output)")
     if starts.z_size != rnn.z_size:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from common.errors import UserError
 from common.flags import ConfigFlags
-from common.layout import ControllerRun, ExperimentLayout, experiment
+from common.layout import DREAM_ENVS, ControllerRun, ExperimentLayout, experiment
 from common.paper import DOOM_RESOLUTION, EPISODE_STEPS, EVAL_EPISODES
 from common.seeding import derive_seed
 from common.storage import file_digest, read_json, write_json, write_text
@@ -35,6 +35,8 @@ class IterateConfig:
     sets their env, workers, episode cap, seeds, warm start and C's generations)."""
 
     env: str = "doom"  # doom (C retrained in M's dream) or carracing (C retrained in the real game on M's h)
+    controller_env: str | None = None  # where C retrains; None: the task's (doomrnn, carracing), or carracingrnn:
+    # CarRacing in the dream of an M with a reward output
     rounds: int = 1  # iterative rounds to run after round 0
     episodes_per_round: int = 600  # real episodes collected with the current controller each round
     explore: float = 0.3  # chance per step of starting a random action held 1-10 frames while collecting
@@ -56,6 +58,10 @@ class IterateConfig:
     def validated(self) -> IterateConfig:
         if self.env not in TRAIN_ENV:
             raise UserError(f"--env={self.env}: choose from {', '.join(TRAIN_ENV)}")
+        allowed = (TRAIN_ENV[self.env], *(env for env, task in DREAM_ENVS.items() if task == self.env))
+        if self.controller_env is not None and self.controller_env not in allowed:
+            raise UserError(f"--controller_env={self.controller_env}: a {self.env} controller retrains in "
+                            f"{' or '.join(dict.fromkeys(allowed))}")
         for name in ("rounds", "episodes_per_round", "eval_episodes", "workers"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name}={getattr(self, name)}: must be at least 1")
@@ -74,8 +80,13 @@ class IterateConfig:
 
     @property
     def train_env(self) -> str:
-        """Where C trains: the dream for Doom (the paper's Take Cover procedure), the real game for CarRacing."""
-        return TRAIN_ENV[self.env]
+        """Where C trains: the dream for Doom (the paper's Take Cover procedure), the real game for CarRacing
+        unless `controller_env` puts it in the dream too."""
+        return self.controller_env or TRAIN_ENV[self.env]
+
+    @property
+    def in_dream(self) -> bool:
+        return self.train_env in DREAM_ENVS
 
     @property
     def temperature(self) -> float:
@@ -106,8 +117,7 @@ OWN_EPISODES = "ep[0-9]*.npz"
 
 def controller_run(layout: ExperimentLayout, config: IterateConfig) -> ControllerRun:
     """The full C each round trains: in the dream at the config's tau (Doom), or in the real game (CarRacing)."""
-    return layout.controller_run(config.train_env, "full",
-                                 config.temperature if config.train_env == "doomrnn" else None)
+    return layout.controller_run(config.train_env, "full", config.temperature if config.in_dream else None)
 
 
 def _link(source: Path, target: Path) -> None:
@@ -169,24 +179,25 @@ def _evaluate(layout: ExperimentLayout, config: IterateConfig, say) -> dict:
 
 def _audit(layout: ExperimentLayout, config: IterateConfig, say) -> None:
     """The round's dream audit (fixed policies and its controller, dream vs game), unless done or not asked."""
-    if config.env != "doom":
-        return  # CarRacing's C does not train in a dream
+    if not config.in_dream:
+        return  # C trained in the real game: no dream to audit
     recorded = read_json(layout.dream_audit) if layout.dream_audit.exists() else {}
     wanted = {"episodes": config.audit_episodes, "temperature": config.temperature,
               "controller_sha256": file_digest(controller_run(layout, config).controller)}
     if not config.audit_episodes or all(recorded.get(key) == value for key, value in wanted.items()):
         return
     say(f"iterate: {layout.root.name}: dream audit, {config.audit_episodes} episodes per policy")
-    audit_dream(layout.root, AuditConfig(episodes=config.audit_episodes, temperature=config.temperature,
+    audit_dream(layout.root, AuditConfig(env=config.env, episodes=config.audit_episodes,
+                                         temperature=config.temperature, max_steps=config.max_steps,
                                          workers=config.workers, backend=config.backend,
                                          ray_address=config.ray_address, seed=config.seed,
                                          doom_resolution=config.doom_resolution), verbose=False)
 
 
 def _dream_score(layout: ExperimentLayout, config: IterateConfig) -> dict | None:
-    """The CMA mean's last evaluation in the dream (Doom); None for C trained in the real game."""
+    """The CMA mean's last evaluation in the dream; None for C trained in the real game."""
     history = controller_run(layout, config).history
-    if config.env != "doom" or not history.exists():
+    if not config.in_dream or not history.exists():
         return None
     evaluations = [e for e in read_json(history)["evaluations"] if "mean" in e]
     return evaluations[-1] if evaluations else None
@@ -208,8 +219,9 @@ def collect_config(base: ExperimentLayout, k: int, config: IterateConfig) -> Col
 def rnn_config(base: ExperimentLayout, k: int, config: IterateConfig) -> RNNTrainConfig:
     """Round k's M: round k-1's, fine-tuned on every round's data, validated on round k's own episodes."""
     previous = base.round(k - 1).rnn_model
-    predict_done = config.env == "doom"  # the paper's Doom M also predicts death; its CarRacing M does not
-    previous_rnn = load_rnn(previous, expect={"predict_done": predict_done})
+    # the paper's Doom M also predicts death; a CarRacing M may (the dream's), and keeps what it has
+    previous_rnn = load_rnn(previous, expect={"predict_done": True} if config.env == "doom" else None)
+    predict_done = previous_rnn.predict_done
     return dataclasses.replace(
         config.rnn, hidden=previous_rnn.hidden_size, num_mixtures=previous_rnn.num_mixtures,
         predict_done=predict_done, checkpoint_every=config.rnn.eval_every, val_pattern=OWN_EPISODES,
@@ -269,9 +281,9 @@ def run_round(base: ExperimentLayout, k: int, config: IterateConfig, say=print) 
 
 def _check_round_zero(base: ExperimentLayout, config: IterateConfig) -> None:
     needs = [base.vae_model, base.rnn_model, controller_run(base, config).controller]
-    for needed in needs + ([base.initial_z] if config.env == "doom" else []):
+    for needed in needs + ([base.initial_z] if config.in_dream else []):
         if not needed.exists():
-            where = f"in the dream at tau {config.temperature:g}" if config.env == "doom" else "in the real game"
+            where = f"in the dream at tau {config.temperature:g}" if config.in_dream else "in the real game"
             raise UserError(f"{needed}: missing; round 0 needs V, M, series and a full C trained {where} "
                             f"(run.pipeline --config={config.env}_small makes them)")
 
@@ -293,7 +305,7 @@ def iterate(exp_dir, config: IterateConfig, verbose: bool = True) -> list[dict]:
         # "temperature" at the top as well: the report reads it there (as in progress files written before)
         write_json(base.iterate_progress, {"config": {**dataclasses.asdict(config), "temperature": config.temperature},
                                          "rounds": rounds})
-        write_text(base.iterate_table, progress_markdown(rounds, base.report, dream=config.env == "doom"))
+        write_text(base.iterate_table, progress_markdown(rounds, base.report, dream=config.in_dream))
     return rounds
 
 

@@ -34,7 +34,7 @@ from vae.train import VAETrainConfig
 flags.disclaim_key_flags()
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-CONTROLLER_ENVS = {"doom": ("doomrnn", "doom"), "carracing": ("carracing",)}  # first: the paper's
+CONTROLLER_ENVS = {"doom": ("doomrnn", "doom"), "carracing": ("carracing", "carracingrnn")}  # first: the paper's
 DOOM_RESOLUTIONS = ("640x480", "320x240", "160x120")
 
 
@@ -54,6 +54,7 @@ class PipelineConfig:
     max_steps: int | None = None  # episode cap for collection and evaluation; None: CarRacing 1,000, Doom 2,100
     doom_resolution: str = DOOM_RESOLUTION  # Doom render size: 640x480 (paper), 320x240 or 160x120 (same view)
     controller_env: str | None = None  # where C trains: carracing, doom (real) or doomrnn (the dream; Doom's paper)
+    # or carracingrnn (CarRacing's dream: needs --rnn_predict_reward)
     collect: CollectConfig = CollectConfig()  # the random rollouts
     vae: VAETrainConfig = VAETrainConfig()  # V
     rnn: RNNTrainConfig = RNNTrainConfig()  # M
@@ -74,6 +75,9 @@ class PipelineConfig:
         if controller_env not in CONTROLLER_ENVS[self.env]:
             raise UserError(f"--controller_env={controller_env}: a {self.env} controller trains in "
                             f"{' or '.join(CONTROLLER_ENVS[self.env])}")
+        if controller_env == "carracingrnn" and not self.rnn.predict_reward:
+            raise UserError("--controller_env=carracingrnn: the CarRacing dream pays M's predicted reward; add "
+                            "--rnn_predict_reward (and --rnn_predict_done for its episode end)")
         CONTROLLERS.resolve(self.controller.controller)  # an unknown C is one error line before any stage runs
         if self.doom_resolution not in DOOM_RESOLUTIONS:
             raise UserError(f"--doom_resolution={self.doom_resolution}: choose from {', '.join(DOOM_RESOLUTIONS)}")
@@ -134,7 +138,8 @@ class PipelineConfig:
         `--controller_max_steps`."""
         fine_tune = self.iterate.rnn
         return dataclasses.replace(
-            self.iterate, env=self.env, rounds=max(self.iterate.rounds, 1), workers=self.workers, seed=self.seed,
+            self.iterate, env=self.env, controller_env=self.controller_env, rounds=max(self.iterate.rounds, 1),
+            workers=self.workers, seed=self.seed,
             backend=self.backend, ray_address=self.ray_address,
             max_steps=self.max_steps, doom_resolution=self.doom_resolution, eval_episodes=self.evaluate.episodes,
             rnn=dataclasses.replace(self.rnn_config(), steps=fine_tune.steps, val_fraction=fine_tune.val_fraction),
@@ -154,8 +159,8 @@ def _check_iterate(iterate: IterateConfig, env: str, controller_env: str, varian
     if iterate.rounds < 0:
         raise UserError(f"--iterate_rounds={iterate.rounds}: must be >= 0")
     if iterate.rounds and (controller_env == "doom" or variant != "full"):
-        raise UserError("--iterate_rounds needs the full C trained as in the paper: Doom in the dream "
-                        "(--controller_env=doomrnn), CarRacing in the real game (--controller=full)")
+        raise UserError("--iterate_rounds needs the full C (--controller=full) trained in a dream "
+                        "(--controller_env=doomrnn or carracingrnn) or in CarRacing's real game")
     if not iterate.generations or min(iterate.generations) < 1:
         raise UserError(f"--iterate_generations={','.join(map(str, iterate.generations))}: give one whole "
                         "number >= 1 per round, separated by commas")
@@ -186,10 +191,11 @@ PIPELINE_FLAGS = ConfigFlags(
         "collect.episode_timeout", "collect.controller_file", "collect.explore", "collect.explore_episodes",
         "collect.models_dir",
         "vae.seed", "vae.resume",
-        "rnn.seed", "rnn.resume", "rnn.checkpoint_every", "rnn.predict_done", "rnn.val_pattern", "rnn.init_model",
+        "rnn.seed", "rnn.resume", "rnn.checkpoint_every", "rnn.val_pattern", "rnn.init_model",
         "controller.es.seed", "controller.episode_timeout", "controller.init_file",
         "evaluate.controller_file", "evaluate.episode_timeout",
-        "iterate.eval_episodes", "iterate.controller", *_all_but("iterate.rnn", RNNTrainConfig, ("steps",)),
+        "iterate.eval_episodes", "iterate.controller", "iterate.controller_env",
+        *_all_but("iterate.rnn", RNNTrainConfig, ("steps",)),
     }))
 
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -225,3 +229,55 @@ def test_a_reward_output_on_data_whose_reward_is_constant_is_refused(tmp_path):
         train_rnn(tmp_path, RNNTrainConfig(predict_reward=True, steps=1, batch_size=2, seq_len=8, hidden=8,
                                            val_episodes=1), verbose=False)
     assert not experiment(tmp_path).rnn_model.exists()
+
+
+def test_sigkill_in_the_carracing_dream_and_resume_follow_the_uninterrupted_run(rigged_world, tmp_path):
+    from tests.test_controller_train import _assert_same_trajectory, _linked_experiment
+
+    straight = _linked_experiment(rigged_world, tmp_path / "straight")
+    killed = _linked_experiment(rigged_world, tmp_path / "killed")
+    args = ["--env=carracingrnn", "--temperature=1.0", "--popsize=8", "--rollouts=4", "--generations=6",
+            "--eval_every=100", "--eval_rollouts=8", "--seed=9", "--max_steps=150"]
+    result = _run("controller.train", f"--exp_dir={straight}", *args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    process = subprocess.Popen([sys.executable, "-m", "controller.train", f"--exp_dir={killed}", *args,
+                                "--generations=100"], cwd=REPO, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = "controller/carracingrnn_full_t1"
+    history = killed / run / "history.json"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if history.exists() and len(json.loads(history.read_text())["generations"]) >= 2:
+            break
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    result = _run("controller.train", f"--exp_dir={killed}", *args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    resumed_at = int(re.search(r"resuming .* at generation (\d+)", result.stdout).group(1))
+    assert 1 <= resumed_at - 1 <= 4, "killed after a checkpointed generation, with 2 or more to run after it"
+    _assert_same_trajectory(straight / run, killed / run)
+
+
+def test_carracing_dream_tiny_runs_every_stage_end_to_end(tmp_path):
+    """The config in the test suite: real rollouts, V, M with reward and done, C in the dream with a real check,
+    one iterative round with the CarRacing audit, real scores, the report."""
+    exp = tmp_path / "crd"
+    result = subprocess.run([sys.executable, "-m", "run.pipeline", "--config=carracing_dream_tiny",
+                             f"--exp_dir={exp}"], cwd=REPO, capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    layout = experiment(exp)
+    rnn = load_rnn(layout.rnn_model)
+    assert rnn.predict_reward and rnn.predict_done and rnn.action_size == 3
+    run = layout.controller_run("carracingrnn", "full", 1.0)
+    history = json.loads(run.history.read_text())
+    assert len(history["generations"]) == 2
+    assert any("real_mean" in e for e in history["evaluations"])  # the real check of the CMA mean
+    assert json.loads(run.evaluation("carracing").read_text())["episodes"] == 2
+    progress = json.loads(layout.iterate_progress.read_text())
+    assert [r["round"] for r in progress["rounds"]] == [0, 1] and progress["rounds"][1]["dream"] is not None
+    audit = json.loads((layout.round(1).report / "dream_audit.json").read_text())
+    assert audit["env"] == "carracing"
+    assert [row["policy"] for row in audit["rows"]] == ["full gas straight", "steer left", "steer right", "brake",
+                                                        "random driving", "controller"]
+    assert "carracingrnn_full_t1" in (layout.report / "README.md").read_text()
