@@ -350,4 +350,5 @@ ITERATE_FLAGS = ConfigFlags(
                     "controller.env", "controller.controller",
                     "controller.workers", "controller.max_steps", "controller.doom_resolution",
                     "controller.backend", "controller.ray_address",
-                    "controller.init_file", "controller.es.generations", "controller.es.seed"}))
+                    "controller.init_file", "controller.es.generations", "controller.es.seed",
+                    "controller_env"}))  # the pipeline sets it (--controller_env=carracingrnn)
