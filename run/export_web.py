@@ -1,22 +1,32 @@
-"""Exports a trained Doom world model to a static web page where you play in its dream, as in the paper's article.
+"""Exports a trained world model to a static web page where you play in its dream, as in the paper's article:
+Doom's, or CarRacing's once its M predicts reward (`rnn.train --predict_reward`, the CarRacing dream of
+`envs.carracing_dream`).
 
     python -m run.export_web --exp_dir=exp/doom --serve                 # writes exp/doom/web/, serves it on
                                                                         # http://127.0.0.1:8000/ until Ctrl-C
     python -m run.export_web --exp_dir=exp/doom --out=site/dream        # then any static server, e.g.
     python -m http.server --directory site/dream --bind 127.0.0.1 8000
     python -m run.export_web --exp_dir=exp/doom --screenshot=dream.png  # the page after 100 steps, from Chromium
+    python -m run.export_web --exp_dir=exp/carracing_dream --serve      # CarRacing: M with a reward output
 
 The folder holds everything the page needs (it opens offline): `index.html` and `dream.js`, M's step, V's decoder
-and C as ONNX graphs (`run.export_web_graphs`), `model.json` (sizes, tau, the driver and real first frames to
-start dreams from), `check.json` (fixed inputs and noise with Keras's outputs) and onnxruntime-web in `vendor/`
-(from the npm registry, cached after the first export: `run.export_web_runtime`). Browsers do not run pages from
-file:// with WebAssembly, so serve it.
+and C as ONNX graphs (`run.export_web_graphs`), `model.json` (the task, sizes, tau, the driver and real first
+frames to start dreams from), `check.json` (fixed inputs and noise with Keras's outputs) and onnxruntime-web in
+`vendor/` (from the npm registry, cached after the first export: `run.export_web_runtime`). Browsers do not run
+pages from file:// with WebAssembly, so serve it.
 
-The page dreams as `run.dream --play` does: V's decoding of z shown at 6x, C acting on [z, c, h] unless an arrow key
-is held (left -1, right +1), M's step, z' drawn at the slider's tau (0.1-2.0), the dream ending where the death
-logit passes 0 or at 2,100 steps; it shows the steps survived, p(death) and who acts. Its "check against Keras"
-button runs the browser's C, M step, sampling and decoder on check.json's inputs and shows the largest difference.
-Only Doom for now: CarRacing has no dream yet.
+The page dreams as `envs.dream.dream_step` defines a step: V's decoding of z shown at 6x, C acting unless an arrow
+key is held, M's step, z' drawn at the slider's tau (0.1-2.0), the dream ending where M's done logit passes 0 or
+at the task's step cap; it shows the steps, who acts and the action M is fed.
+  Doom: C acts on [z, c, h]; left -1, right +1 (both: stay); tau starts at 1.15; the dream ends at M's predicted
+    death or 2,100 steps; the page shows the steps survived and p(death).
+  CarRacing: C acts on [z, h] (steer, gas, brake); while any arrow key is held the keys set the whole action
+    (left/right steer -1/+1, up gas 1, down brake 0.8, keys combine); tau starts at 1.0; each step pays M's
+    predicted reward and the page shows the dream's return so far and, for an M with a done output
+    (--predict_done), p(end); the dream ends where that done logit passes 0 or at 1,000 steps. A CarRacing M
+    without a reward output has no dream: the export says to train one with --predict_reward.
+Its "check against Keras" button runs the browser's C, M step (with its done and reward outputs), sampling and
+decoder on check.json's inputs and shows the largest difference.
 """
 
 from __future__ import annotations
@@ -35,7 +45,7 @@ import numpy as np
 from common.errors import DataError, UserError, run_main
 from common.flags import ConfigFlags
 from common.layout import experiment
-from common.paper import DOOM_TEMPERATURE, EPISODE_STEPS
+from common.paper import EPISODE_STEPS
 from common.storage import write_text
 from controller.agent import check_compatible
 from controller.evaluate import default_controller_file
@@ -43,8 +53,16 @@ from controller.model import Controller
 from controller.pretrained import define_experiment_flags, experiment_from_flags
 from envs.dream import load_initial_z
 from rnn.model import load_rnn
+from run.dream_config import ACTION_NAMES, ACTION_RANGES, ACTION_SIZES, DEFAULT_ACTIONS, DEFAULT_TEMPERATURE
 from run.export_web_browser import screenshot, serve_folder
-from run.export_web_graphs import as_json, export_controller, export_decoder, export_rnn_step, reference_cases
+from run.export_web_graphs import (
+    as_json,
+    export_controller,
+    export_decoder,
+    export_rnn_step,
+    predicts_reward,
+    reference_cases,
+)
 from run.export_web_runtime import vendor_runtime
 from vae.encode import load_vae
 
@@ -58,9 +76,11 @@ class ExportWebConfig:
     """What to export and what to do with the page afterwards."""
 
     out: str = ""  # Folder to write the page to (default: DIR/web); its files are replaced.
-    controller_file: str = ""  # C that drives the dream (default: the experiment's trained Doom controller, if any;
-    # without one nobody acts and the agent stands still until you press a key).
-    temperature: float = DOOM_TEMPERATURE  # tau the page starts at (its slider spans 0.1-2.0).
+    controller_file: str = ""  # C that drives the dream (default: the experiment's trained controller of its task,
+    # if any; without one nobody acts until you press a key: Doom stands still, CarRacing drives straight at full
+    # gas).
+    temperature: float | None = None  # tau the page starts at (default: Doom 1.15, CarRacing 1.0; the slider spans
+    # 0.1-2.0).
     fps: int = 30  # Dream steps a second the page aims at.
     start_frames: int = 256  # Real first frames (series/initial_z.npz) the page may start a dream from, at most.
     runtime_cache: str = ""  # Folder keeping onnxruntime-web between exports (default: ~/.cache/worldmodels).
@@ -71,7 +91,7 @@ class ExportWebConfig:
     chromium: str = ""  # Chromium for --screenshot (default: chromium on PATH; apt-get install -y chromium).
 
     def validated(self) -> ExportWebConfig:
-        if not MIN_TEMPERATURE <= self.temperature <= MAX_TEMPERATURE:
+        if self.temperature is not None and not MIN_TEMPERATURE <= self.temperature <= MAX_TEMPERATURE:
             raise UserError(f"--temperature={self.temperature}: must be between {MIN_TEMPERATURE} and "
                             f"{MAX_TEMPERATURE} (the page's slider)")
         if self.fps < 1:
@@ -102,8 +122,9 @@ def _output_folder(exp_dir: str | os.PathLike, out: str) -> Path:
 
 
 class World(NamedTuple):
-    """What the page is made of: a Doom experiment's M, V, real first frames and C (None: no trained C)."""
+    """What the page is made of: the task, an experiment's M, V, real first frames and C (None: no trained C)."""
 
+    task: str  # doom or carracing
     rnn: Any
     vae: Any
     start_mu: np.ndarray  # (N, Z)
@@ -113,16 +134,29 @@ class World(NamedTuple):
     controller_file: Path | None = None
 
 
+def dream_task(rnn: Any, path: Path) -> str:
+    """The task whose dream M makes: Doom's (1 action value, the death output) or CarRacing's (3 action values and
+    a reward output, which the CarRacing dream pays); any other M raises a one-line error."""
+    if rnn.action_size == ACTION_SIZES["carracing"]:
+        if not predicts_reward(rnn):
+            raise UserError(f"{path}: a CarRacing M without a reward output; the CarRacing dream pays M's predicted "
+                            "reward, so its page needs an M trained with python -m rnn.train --predict_reward")
+        return "carracing"
+    if rnn.action_size == ACTION_SIZES["doom"] and rnn.predict_done:
+        return "doom"
+    raise DataError(f"{path}: an M of {rnn.action_size} action value(s)"
+                    f"{'' if rnn.predict_done else ' without the death output'} makes no dream: Doom's has 1 value "
+                    "and the death output, CarRacing's 3 values and a reward output")
+
+
 def _load_world(exp_dir: str | os.PathLike, config: ExportWebConfig) -> World:
-    """M, V, the start frames and C (the given one, else the experiment's trained one, if any); bad or missing
-    files raise one-line errors."""
+    """The task, M, V, the start frames and C (the given one, else the experiment's trained one, if any); bad or
+    missing files raise one-line errors."""
     layout = experiment(exp_dir, create=False)
     if not layout.rnn_model.is_file():
         raise DataError(f"{layout.rnn_model}: file not found (train M first: python -m rnn.train)")
     rnn = load_rnn(layout.rnn_model)
-    if not rnn.predict_done:
-        raise UserError(f"{layout.rnn_model}: a CarRacing M; CarRacing's dream does not exist yet, so its web page "
-                        "cannot be exported (only Doom's)")
+    task = dream_task(rnn, layout.rnn_model)
     vae = load_vae(layout.vae_model, z_size=rnn.z_size)
     if not layout.initial_z.is_file():
         raise DataError(f"{layout.initial_z}: file not found (the dream starts from it; write it with "
@@ -134,37 +168,45 @@ def _load_world(exp_dir: str | os.PathLike, config: ExportWebConfig) -> World:
     path = Path(config.controller_file) if config.controller_file else None
     if path is None:
         try:
-            path = default_controller_file(exp_dir, "doom")
+            path = default_controller_file(exp_dir, task)
         except UserError:  # no trained controller yet: nobody acts but the keys
-            return World(rnn, vae, mu, logvar)
+            return World(task, rnn, vae, mu, logvar)
     controller, params = Controller.load(path)
-    if controller.env != "doom":
-        raise UserError(f"{path}: a {controller.env} controller cannot drive the Doom dream")
+    if controller.env != task:
+        raise UserError(f"{path}: a {controller.env} controller cannot drive the {task} dream")
     check_compatible(vae, rnn, controller)
-    return World(rnn, vae, mu, logvar, controller, params, path)
+    return World(task, rnn, vae, mu, logvar, controller, params, path)
+
+
+NO_DRIVER = {"doom": "the agent stands still", "carracing": "straight ahead at full gas"}  # DEFAULT_ACTIONS, in words
 
 
 def _model_json(exp_dir: str | os.PathLike, config: ExportWebConfig, world: World) -> dict:
-    """The page's settings: sizes, tau, the driver, the graphs and (at most `start_frames`) real first frames."""
-    rnn, path = world.rnn, world.controller_file
+    """The page's settings: the task, sizes, tau, the driver, the graphs and (at most `start_frames`) real first
+    frames."""
+    rnn, path, task = world.rnn, world.controller_file, world.task
     chosen = np.random.default_rng(0).permutation(len(world.start_mu))[:config.start_frames]
-    driver = ({"kind": "controller", "action": [0.0],
+    default_action = list(DEFAULT_ACTIONS[task])
+    driver = ({"kind": "controller", "action": default_action,
                "description": f"C ({world.controller.variant}, from {path.parent.name}/{path.name})"}
               if world.controller is not None
-              else {"kind": "none", "description": "none (no trained C: the agent stands still)", "action": [0.0]})
-    return {"format": 1, "env": "doom", "experiment": Path(exp_dir).resolve().name,
+              else {"kind": "none", "description": f"none (no trained C: {NO_DRIVER[task]})",
+                    "action": default_action})
+    temperature = DEFAULT_TEMPERATURE[task] if config.temperature is None else config.temperature
+    return {"format": 1, "env": task, "experiment": Path(exp_dir).resolve().name,
             "z_size": rnn.z_size, "hidden_size": rnn.hidden_size, "action_size": rnn.action_size,
-            "num_mixtures": rnn.num_mixtures, "predicts_death": True, "temperature": config.temperature,
-            "temperature_range": [MIN_TEMPERATURE, MAX_TEMPERATURE], "max_steps": EPISODE_STEPS["doom"],
-            "fps": config.fps, "driver": driver,
+            "num_mixtures": rnn.num_mixtures, "predicts_death": bool(rnn.predict_done),
+            "predicts_reward": predicts_reward(rnn), "action_names": list(ACTION_NAMES[task]),
+            "temperature": temperature, "temperature_range": [MIN_TEMPERATURE, MAX_TEMPERATURE],
+            "max_steps": EPISODE_STEPS[task], "fps": config.fps, "driver": driver,
             "graphs": {"rnn_step": "rnn_step.onnx", "decoder": "decoder.onnx",
                        "controller": "controller.onnx" if world.controller is not None else None},
             "start_frames": {"mu": as_json(world.start_mu[chosen]), "logvar": as_json(world.start_logvar[chosen])}}
 
 
 def export_web(exp_dir: str | os.PathLike, config: ExportWebConfig) -> ExportResult:
-    """Writes the page of `exp_dir`'s Doom world model (V, M, C if trained) into `config.out`; bad input raises a
-    one-line `UserError`."""
+    """Writes the page of `exp_dir`'s world model (V, M, C if trained; Doom's, or CarRacing's with a reward output)
+    into `config.out`; bad input raises a one-line `UserError`."""
     config = config.validated()
     missing = [name for name in ("onnx", "tf2onnx") if importlib.util.find_spec(name) is None]
     if missing:
@@ -187,7 +229,8 @@ def export_web(exp_dir: str | os.PathLike, config: ExportWebConfig) -> ExportRes
     model = _model_json(exp_dir, config, world)
     write_text(out / "model.json", json.dumps(model, separators=(",", ":")))
     z0 = np.asarray(model["start_frames"]["mu"][0], np.float32)
-    cases = reference_cases(world.rnn, world.vae, z0, controller=world.controller, params=world.params)
+    cases = reference_cases(world.rnn, world.vae, z0, controller=world.controller, params=world.params,
+                            action_ranges=ACTION_RANGES[world.task])
     write_text(out / "check.json", json.dumps({"tolerance": CHECK_TOLERANCE, "cases": as_json(cases)},
                                               separators=(",", ":")))
     size = sum(file.stat().st_size for file in out.rglob("*") if file.is_file())
@@ -225,8 +268,8 @@ CONFIG_FLAGS = ConfigFlags(ExportWebConfig)
 
 def define_flags() -> None:
 
-    define_experiment_flags("Experiment folder with vae/vae.keras, rnn/rnn.keras and series/initial_z.npz (and a "
-                            "trained controller, if any).")
+    define_experiment_flags("Experiment folder with vae/vae.keras, rnn/rnn.keras (Doom's, or CarRacing's with a "
+                            "reward output) and series/initial_z.npz (and a trained controller, if any).")
     CONFIG_FLAGS.define()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
+import importlib.util
 import os
 import shutil
 import sys
@@ -79,17 +80,28 @@ def find_chromium(executable: str | None = None) -> str | None:
     return next((path for path in map(shutil.which, CHROMIUM_NAMES) if path), None)
 
 
+def browser_missing(executable: str | None = None) -> str | None:
+    """Why the page cannot be opened in headless Chromium here (no Chromium, no playwright package), or None."""
+    if find_chromium(executable) is None:
+        return f"no Chromium found ({executable or ', '.join(CHROMIUM_NAMES)}): {INSTALL_CHROMIUM}"
+    if importlib.util.find_spec("playwright") is None:
+        return "the playwright package is missing: pip install -e .[web]"
+    return None
+
+
 @contextlib.contextmanager
 def open_page(url: str, executable: str | None = None) -> Iterator[tuple[Any, list[str]]]:
     """Opens `url` in headless Chromium; yields (playwright page, the console errors and page errors so far, a
-    list that keeps filling). Background networking is off: the page needs nothing but its own server."""
+    list that keeps filling). Background networking is off: the page needs nothing but its own server.
+
+    One at a time in a process: playwright's sync API cannot start inside another open page's (it raises
+    "Playwright Sync API inside the asyncio loop")."""
+    missing = browser_missing(executable)
+    if missing:
+        raise UserError(missing)
+    from playwright.sync_api import sync_playwright
+
     chromium = find_chromium(executable)
-    if chromium is None:
-        raise UserError(f"no Chromium found ({executable or ', '.join(CHROMIUM_NAMES)}): {INSTALL_CHROMIUM}")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        raise UserError("the playwright package is missing: pip install -e .[web]") from None
     errors: list[str] = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, headless=True,

@@ -1,16 +1,18 @@
 """The world model's computations as ONNX graphs for the browser (Keras 3's ONNX export, through tf2onnx), and the
 Keras outputs the page is checked against.
 
-    rnn_step.onnx    z (B, Z), action (B, A), h, c (B, H), restart (B,) -> h_next, c_next, logits, mu,
-                     log_sigma (B, Z, K), done_logit (B,)
+    rnn_step.onnx    z (B, Z), action (B, A), h, c (B, H)[, restart (B,)] -> h_next, c_next, logits, mu,
+                     log_sigma (B, Z, K)[, done_logit (B,)][, reward (B,)]
     decoder.onnx     z (B, Z) -> frame (B, 64, 64, 3) in [0, 1]
     controller.onnx  z, h, c -> action (B, A): the environment's action made from C's tanh outputs
 
 M's graph is the dream's step (`envs.dream.dream_step`): M's `advance` (restart 1 zeroes the state first), then
-`split_head` of its `head` on the new h (the logits normalised); these are all it uses of M, so an M other than the
-paper's MDNRNN that provides them exports too. Drawing z' from the mixture stays in the page's
-JavaScript, which owns the noise; it follows `rnn.model.sample_mixture_from_noise`, and `reference_cases` gives
-the page fixed noise and the Keras results for it, so the page can show that both agree.
+`split_head` of its `head` on the new h (the logits normalised) and, for an M that predicts reward (CarRacing's
+dream), `predicted_reward`; these are all it uses of M, so an M other than the paper's MDNRNN that provides them
+exports too. The restart input and the done logit exist where M has them (`predict_done`: Doom's M always, a
+CarRacing M optionally); `rnn_step_outputs` names the outputs of a given M. Drawing z' from the mixture stays in
+the page's JavaScript, which owns the noise; it follows `rnn.model.sample_mixture_from_noise`, and
+`reference_cases` gives the page fixed noise and the Keras results for it, so the page can show that both agree.
 """
 
 from __future__ import annotations
@@ -29,10 +31,10 @@ import tensorflow as tf
 
 from common.storage import atomic_path
 from controller.model import Controller
-from rnn.model import MDNRNN, sample_mixture_from_noise
+from rnn.model import MDNRNN, MixtureParams, sample_mixture_from_noise
 from vae.model import ConvVAE
 
-RNN_STEP_OUTPUTS = ("h_next", "c_next", "logits", "mu", "log_sigma", "done_logit")
+MIXTURE_STEP_OUTPUTS = ("h_next", "c_next", "logits", "mu", "log_sigma")  # every M's step gives these
 CHECK_TEMPERATURES = (0.3, 1.15, 2.0)  # one chained step at each: the check covers tau's two roles
 
 
@@ -91,19 +93,37 @@ def export_graph(function: Callable[..., Sequence[tf.Tensor]], parts: Sequence[k
     return Path(path)
 
 
+def predicts_reward(rnn: MDNRNN) -> bool:
+    """Whether M has a reward output (`MDNRNN(predict_reward=True)`: the CarRacing dream pays it)."""
+    return bool(getattr(rnn, "predict_reward", False))
+
+
+def rnn_step_outputs(rnn: MDNRNN) -> tuple[str, ...]:
+    """The names of M's step outputs: the state and mixture, then done_logit (`predict_done`), then reward."""
+    return (MIXTURE_STEP_OUTPUTS + (("done_logit",) if rnn.predict_done else ())
+            + (("reward",) if predicts_reward(rnn) else ()))
+
+
+def _rnn_step(rnn: MDNRNN, z: Any, action: Any, h: Any, c: Any, restart: Any = None) -> list[tf.Tensor]:
+    """M's part of `envs.dream.dream_step` with its outputs in `rnn_step_outputs` order."""
+    h, c = rnn.advance(z, action, (h, c), restart)
+    out = rnn.head(h)
+    params, done_logit = rnn.split_head(out)
+    extra = [done_logit] if rnn.predict_done else []
+    if predicts_reward(rnn):
+        extra.append(rnn.predicted_reward(out))
+    return [h, c, *params, *extra]
+
+
 def export_rnn_step(rnn: MDNRNN, path: str | os.PathLike) -> Path:
-    """M's step with its head: (z, action, h, c, restart) -> (h_next, c_next, logits, mu, log_sigma, done_logit)."""
-    if not rnn.predict_done:
-        raise ValueError("only Doom's M (with the death output) has a web page")
-
-    def step(z, action, h, c, restart):
-        h, c = rnn.advance(z, action, (h, c), restart)
-        params, done_logit = rnn.split_head(rnn.head(h))
-        return (h, c, *params, done_logit)
-
-    inputs = {"z": (rnn.z_size,), "action": (rnn.action_size,), "h": (rnn.hidden_size,), "c": (rnn.hidden_size,),
-              "restart": ()}
-    return export_graph(step, [rnn], inputs, RNN_STEP_OUTPUTS, path)
+    """M's step with its head: (z, action, h, c[, restart]) -> `rnn_step_outputs(rnn)`. Doom's M (restart input,
+    death output) or an M that predicts reward (CarRacing's dream); any other M has no dream to export."""
+    if not (rnn.predict_done or predicts_reward(rnn)):
+        raise ValueError("M has no dream to export: it predicts neither death (Doom) nor reward (CarRacing)")
+    inputs = {"z": (rnn.z_size,), "action": (rnn.action_size,), "h": (rnn.hidden_size,), "c": (rnn.hidden_size,)}
+    if rnn.predict_done:  # only such an M reads the restart flag
+        inputs["restart"] = ()
+    return export_graph(lambda *tensors: _rnn_step(rnn, *tensors), [rnn], inputs, rnn_step_outputs(rnn), path)
 
 
 def export_decoder(vae: ConvVAE, path: str | os.PathLike) -> Path:
@@ -127,28 +147,30 @@ def export_controller(controller: Controller, params: np.ndarray, path: str | os
 
 def reference_cases(rnn: MDNRNN, vae: ConvVAE, z0: np.ndarray, seed: int = 0,
                     controller: Controller | None = None, params: np.ndarray | None = None,
-                    temperatures: Sequence[float] = CHECK_TEMPERATURES) -> list[dict[str, Any]]:
+                    temperatures: Sequence[float] = CHECK_TEMPERATURES,
+                    action_ranges: Sequence[tuple[float, float]] | None = None) -> list[dict[str, Any]]:
     """Steps of one dream from z0 (Z,) with fixed noise, one per temperature, and what Keras computes for each.
 
-    Each case: inputs z, h, c, restart (1 on the first step), action (random in [-1, 1], what M is fed),
-    temperature, uniform (Z, K) and normal (Z,) (the sampling's noise); outputs `RNN_STEP_OUTPUTS`, z_next (V's
-    mixture sampled with that noise), frame (V's decoding of z) and, with a controller, controller_action (C on
-    z, h, c). Each step continues from the previous one's z_next, h and c.
+    Each case: inputs z, h, c, restart (1 on the first step), action (what M is fed: uniform in each value's
+    `action_ranges`, default [-1, 1]), temperature, uniform (Z, K) and normal (Z,) (the sampling's noise); outputs
+    `rnn_step_outputs(rnn)`, z_next (V's mixture sampled with that noise), frame (V's decoding of z) and, with a
+    controller, controller_action (C on z, h, c). Each step continues from the previous one's z_next, h and c.
     """
     rng = np.random.default_rng(seed)
+    ranges = np.asarray(action_ranges or [(-1.0, 1.0)] * rnn.action_size, np.float64)
     z = np.asarray(z0, np.float32)[None]
     state = rnn.initial_state(1)
     cases = []
     for step, temperature in enumerate(temperatures):
-        action = rng.uniform(-1.0, 1.0, (1, rnn.action_size)).astype(np.float32)
+        action = rng.uniform(ranges[:, 0], ranges[:, 1], (1, rnn.action_size)).astype(np.float32)
         restart = np.array([1.0 if step == 0 else 0.0], np.float32)
         uniform = rng.uniform(1e-20, 1.0, (1, rnn.z_size, rnn.num_mixtures)).astype(np.float32)
         normal = rng.standard_normal((1, rnn.z_size)).astype(np.float32)
         h, c = (np.asarray(part) for part in state)
-        new_state = rnn.advance(tf.constant(z), tf.constant(action), state, tf.constant(restart))
-        params_m, done_logit = rnn.split_head(rnn.head(new_state[0]))
+        results = _rnn_step(rnn, tf.constant(z), tf.constant(action), *state, tf.constant(restart))
+        new_state, params_m = tuple(results[:2]), MixtureParams(*results[2:5])
         z_next = sample_mixture_from_noise(params_m, temperature, uniform, normal).numpy()
-        outputs = dict(zip(RNN_STEP_OUTPUTS, (*new_state, *params_m, done_logit)))
+        outputs = dict(zip(rnn_step_outputs(rnn), results, strict=True))
         case = {"inputs": {"z": z[0], "h": h[0], "c": c[0], "restart": restart[0], "action": action[0],
                            "temperature": np.float32(temperature), "uniform": uniform[0], "normal": normal[0]},
                 "outputs": {**{name: np.asarray(value)[0] for name, value in outputs.items()},

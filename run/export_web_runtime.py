@@ -80,13 +80,25 @@ def _download(folder: Path) -> None:
         os.replace(files, folder)
 
 
+def _cache_folder(cache: str | os.PathLike | None) -> Path:
+    return (Path(cache).expanduser() if cache else default_cache()) / f"{PACKAGE}-{VERSION}"
+
+
 def cached_runtime(cache: str | os.PathLike | None = None) -> Path:
     """The folder holding the runtime's files in `cache` (default `default_cache()`), fetched with npm if needed."""
-    folder = Path(cache).expanduser() if cache else default_cache()
-    folder = folder / f"{PACKAGE}-{VERSION}"
+    folder = _cache_folder(cache)
     if not _complete(folder):
         _download(folder)
     return folder
+
+
+def runtime_missing(cache: str | os.PathLike | None = None) -> str | None:
+    """Why an export could not vendor the runtime here (no complete copy in `cache` and no npm to fetch one), or
+    None."""
+    folder = _cache_folder(cache)
+    if shutil.which("npm") is None and not _complete(folder):
+        return f"npm is missing (apt-get install -y npm) and {folder} holds no copy of {PACKAGE} {VERSION}"
+    return None
 
 
 def vendor_runtime(destination: str | os.PathLike, cache: str | os.PathLike | None = None) -> list[Path]:

@@ -3,7 +3,9 @@ to its web page and played in headless Chromium (Debian's chromium, driven by pl
 
 The page loads without a console error and dreams 100 steps; a held arrow key replaces C's action in what M is fed;
 the tau slider sets the temperature the step samples at; the browser's C, M step, mixture sampling and decoder
-match Keras on the same inputs and fixed noise within 1e-4. Bad input is one line and exit 2.
+match Keras on the same inputs and fixed noise within 1e-4. Bad input is one line and exit 2 (a CarRacing M without
+a reward output among it). CarRacing's page has a module of its own, tests/test_export_web_carracing.py: playwright's
+sync API cannot open a page while this module's stays open.
 """
 
 import os
@@ -18,11 +20,11 @@ import tensorflow as tf
 
 from common.errors import DataError, UserError
 from controller.model import Controller
-from rnn.model import load_rnn, sample_mixture_from_noise
+from rnn.model import MDNRNN, load_rnn, sample_mixture_from_noise
 from run.export_web import ExportWebConfig, export_web
-from run.export_web_browser import INSTALL_CHROMIUM, find_chromium, open_page, serve_folder, wait_for_steps
+from run.export_web_browser import browser_missing, open_page, serve_folder, wait_for_steps
 from run.export_web_graphs import controller_action
-from run.export_web_runtime import cached_runtime, default_cache, vendor_runtime
+from run.export_web_runtime import cached_runtime, runtime_missing, vendor_runtime
 from tests.conftest import make_carracing_world
 from vae.encode import load_vae
 
@@ -32,15 +34,8 @@ HIDDEN = 16  # the rigged M's units (tests/conftest.py)
 
 
 def _browser_missing() -> str | None:
-    if find_chromium() is None:
-        return f"Chromium is not installed: {INSTALL_CHROMIUM} (the page is tested in headless Chromium)"
-    try:
-        import playwright  # noqa: F401
-    except ImportError:
-        return "the playwright package is missing: pip install -e .[web]"
-    if shutil.which("npm") is None and not (default_cache() / "onnxruntime-web-1.30.0").is_dir():
-        return "npm is missing (apt-get install -y npm): the export vendors onnxruntime-web from the npm registry"
-    return None
+    """Why the page cannot be exported and played here (the tests then skip), or None."""
+    return browser_missing() or runtime_missing()
 
 
 needs_browser = pytest.mark.skipif(_browser_missing() is not None, reason=_browser_missing() or "")
@@ -213,14 +208,25 @@ def test_missing_m_or_v_and_an_output_file_are_one_line_errors(world, tmp_path):
     assert not (no_m / "web").exists() and not (no_v / "web").exists()
 
 
-def test_carracing_export_is_one_error_line_with_exit_code_2(tmp_path):
-    exp = make_carracing_world(tmp_path / "car", seed=0)
+def test_carracing_m_without_a_reward_output_is_one_error_line_with_exit_code_2(tmp_path):
+    exp = make_carracing_world(tmp_path / "car", seed=0)  # its M predicts no reward: there is no dream to play
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     result = subprocess.run([sys.executable, "-m", "run.export_web", f"--exp_dir={exp}"], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "CarRacing's dream does not exist yet" in errors[0], result.stderr[-2000:]
+    assert len(errors) == 1 and "a CarRacing M without a reward output" in errors[0], result.stderr[-2000:]
+    assert "python -m rnn.train --predict_reward" in errors[0]
+    assert not (exp / "web").exists()
+
+
+def test_an_m_of_no_task_is_a_one_line_error(world, tmp_path):
+    exp = copy_parts(world, tmp_path / "one_action_no_death")
+    (exp / "rnn").mkdir()
+    MDNRNN(z_size=64, action_size=1, hidden_size=HIDDEN).save(exp / "rnn" / "rnn.keras")  # neither Doom's nor
+    # CarRacing's: no death output, 1 action value
+    with pytest.raises(DataError, match="makes no dream"):
+        export_web(exp, ExportWebConfig())
     assert not (exp / "web").exists()
 
 

@@ -1,11 +1,12 @@
 // The dream in the browser: M's step, V's decoder and C run as ONNX graphs in onnxruntime-web (WebAssembly, one
 // thread); the mixture is sampled here, as rnn/model.py's sample_mixture_from_noise defines it. Written next to
-// model.json, check.json and the graphs by `python -m run.export_web`.
+// model.json, check.json and the graphs by `python -m run.export_web`, for Doom or CarRacing (model.json's env).
 //
 // A step, as envs/dream.py's dream_step: V draws z_t; C acts on (z_t, h_t, c_t), or the held arrow keys do;
-// M reads (z_t, a_t, restart_t) and gives (h, c) and the mixture of z_{t+1} plus the death logit; z_{t+1} is drawn
-// at temperature tau; the dream ends when the death logit passes 0 (p > 0.5) or at the step cap, and a new one
-// starts from a real first frame.
+// M reads (z_t, a_t, restart_t) and gives (h, c) and the mixture of z_{t+1}, plus the done logit where M has one
+// (Doom's death; CarRacing's end of the episode, for an M trained with --predict_done) and the step's reward where
+// M predicts one (CarRacing: the dream's return is their sum); z_{t+1} is drawn at temperature tau; the dream ends
+// when the done logit passes 0 (p > 0.5) or at the step cap, and a new one starts from a real first frame.
 //
 // URL options: ?seed=N (the dream's random numbers), ?fps=N (steps a second; 0: as fast as it goes), ?check
 // (run the check against Keras on load). window.worldModel is the page's API (used by the tests).
@@ -13,7 +14,19 @@
 
 (() => {
   const MIN_TEMPERATURE = 1e-6; // rnn/model.py: tau = 0 picks the likeliest component's mean
-  const KEYS = { ArrowLeft: -1, ArrowRight: 1 };
+  // The arrow keys each task reads. Doom: left -1, right +1 (both: stay). CarRacing: while any is held the keys
+  // set the whole action, left/right steer -1/+1, up gas 1, down brake 0.8 (gymnasium's CarRacing keyboard demo).
+  const KEYS = { doom: ["ArrowLeft", "ArrowRight"], carracing: ["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown"] };
+  const CARRACING_BRAKE = 0.8;
+  const TEXT = {
+    doom: { steps: "steps survived", record: "last dream / best", end: "p(death)",
+            lead: "Hold ← or → to take over",
+            help: "← →: move (overrides C while held) · R: restart · the slider: τ" },
+    carracing: { steps: "steps", record: "last / best return", end: "p(end)",
+                 lead: "Hold the arrow keys to take over (← → steer, ↑ gas, ↓ brake)",
+                 help: "← →: steer, ↑: gas, ↓: brake (the keys drive while one is held) · R: restart · " +
+                       "the slider: τ" },
+  };
   const query = new URLSearchParams(location.search);
   const $ = (id) => document.getElementById(id);
 
@@ -98,7 +111,9 @@
         restart: new ort.Tensor("float32", Float32Array.of(restart), [1]) });
       return {
         h: Float32Array.from(out.h_next), c: Float32Array.from(out.c_next), logits: out.logits, mu: out.mu,
-        log_sigma: out.log_sigma, done_logit: out.done_logit[0] };
+        log_sigma: out.log_sigma,
+        done_logit: out.done_logit ? out.done_logit[0] : null, // null: M has no done output
+        reward: out.reward ? out.reward[0] : null }; // null: M predicts no reward (Doom: +1 a step survived)
     }
 
     sample(out, temperature, uniform, normal) {
@@ -116,15 +131,18 @@
   const page = {
     model: null,
     random: null,
-    dream: null, // {z, h, c, steps}
+    dream: null, // {z, h, c, steps, return, rewards}
     temperature: 1.15,
     held: new Set(),
     totalSteps: 0,
     dreams: 0,
-    best: 0,
-    lastLength: null,
+    best: null, // the best finished dream's score: Doom its steps, CarRacing its return
+    lastScore: null,
     last: null,
+    lastRewards: [], // M's rewards in the dream `last` belongs to
     running: false,
+    fps: 0,
+    loops: 0,
     error: null,
     queue: Promise.resolve(),
     rate: { count: 0, since: performance.now() },
@@ -142,20 +160,18 @@
     const index = Math.min(mu.length - 1, Math.floor(page.random.uniform() * mu.length));
     const z = new Float32Array(page.model.z);
     for (let i = 0; i < z.length; i++) z[i] = mu[index][i] + Math.exp(logvar[index][i] / 2) * page.random.normal();
-    page.dream = { z, h: new Float32Array(page.model.hidden), c: new Float32Array(page.model.hidden), steps: 0 };
+    page.dream = { z, h: new Float32Array(page.model.hidden), c: new Float32Array(page.model.hidden), steps: 0,
+                   return: 0, rewards: [] };
     page.dreams += 1;
   }
 
   function keyAction() {
-    let value = 0;
-    let any = false;
-    for (const key of page.held) {
-      if (key in KEYS) {
-        value += KEYS[key];
-        any = true;
-      }
-    }
-    return any ? Float32Array.of(value) : null; // Doom: left -1, right +1, both: stay (0)
+    const env = page.model.config.env;
+    const held = (key) => page.held.has(key);
+    if (!KEYS[env].some(held)) return null;
+    const steer = (held("ArrowRight") ? 1 : 0) - (held("ArrowLeft") ? 1 : 0); // both: 0
+    if (env === "doom") return Float32Array.of(steer);
+    return Float32Array.of(steer, held("ArrowUp") ? 1 : 0, held("ArrowDown") ? CARRACING_BRAKE : 0);
   }
 
   function draw(frame) {
@@ -191,16 +207,25 @@
     dream.steps += 1;
     page.totalSteps += 1;
     page.rate.count += 1;
-    const died = out.done_logit > 0;
+    if (out.reward !== null) {
+      dream.return += out.reward;
+      dream.rewards.push(out.reward);
+    }
+    page.lastRewards = dream.rewards;
+    const died = out.done_logit !== null && out.done_logit > 0; // Doom: death; CarRacing: M's end of the episode
     const truncated = !died && dream.steps >= config.max_steps;
     page.last = { step: dream.steps, action: Array.from(action), agentAction: Array.from(agent), source,
-                  temperature, pDeath: 1 / (1 + Math.exp(-out.done_logit)), died, truncated,
+                  temperature, pDeath: out.done_logit === null ? null : 1 / (1 + Math.exp(-out.done_logit)),
+                  reward: out.reward, return: config.predicts_reward ? dream.return : null, died, truncated,
                   totalSteps: page.totalSteps, milliseconds: performance.now() - started };
     show(page.last);
     if (died || truncated) {
-      page.lastLength = dream.steps;
-      page.best = Math.max(page.best, dream.steps);
-      $("banner").textContent = died ? `died after ${dream.steps} steps` : `survived all ${dream.steps} steps`;
+      const score = config.predicts_reward ? dream.return : dream.steps;
+      page.lastScore = score;
+      page.best = page.best === null ? score : Math.max(page.best, score);
+      $("banner").textContent = config.env === "doom"
+        ? (died ? `died after ${dream.steps} steps` : `survived all ${dream.steps} steps`)
+        : `${died ? "ended after" : "all"} ${dream.steps} steps: return ${dream.return.toFixed(1)}`;
       newDream();
     } else {
       Object.assign(dream, { z: zNext, h: out.h, c: out.c });
@@ -208,14 +233,26 @@
     }
   }
 
+  const signed = (value) => `${value >= 0 ? "+" : "−"}${Math.abs(value).toFixed(2)}`;
+
   function show(last) {
+    const config = page.model.config;
     $("steps").textContent = String(last.step);
-    $("record").textContent = page.lastLength === null ? "–" : `${page.lastLength} / ${page.best}`;
-    $("death").textContent = last.pDeath.toFixed(2);
-    $("death-bar").style.width = `${(100 * last.pDeath).toFixed(1)}%`;
-    const a = last.action[0];
-    const move = a < -1 / 3 ? "← left" : a > 1 / 3 ? "right →" : "stay"; // Doom reads a in thirds
-    $("action").textContent = `${a >= 0 ? "+" : "−"}${Math.abs(a).toFixed(2)} (${move})`;
+    const score = (value) => (config.predicts_reward ? value.toFixed(1) : String(value));
+    $("record").textContent = page.lastScore === null ? "–" : `${score(page.lastScore)} / ${score(page.best)}`;
+    if (last.return !== null) $("return").textContent = last.return.toFixed(2);
+    if (last.pDeath !== null) {
+      $("death").textContent = last.pDeath.toFixed(2);
+      $("death-bar").style.width = `${(100 * last.pDeath).toFixed(1)}%`;
+    }
+    const a = last.action;
+    if (config.env === "doom") {
+      const move = a[0] < -1 / 3 ? "← left" : a[0] > 1 / 3 ? "right →" : "stay"; // Doom reads a in thirds
+      $("action").textContent = `${signed(a[0])} (${move})`;
+    } else {
+      const names = config.action_names; // steer in [-1, 1], gas and brake in [0, 1]
+      $("action").textContent = a.map((v, i) => `${names[i]} ${i === 0 ? signed(v) : v.toFixed(2)}`).join(", ");
+    }
     const source = $("source");
     source.textContent = { you: "you (keys)", C: "C, the agent", none: "nobody (no trained C)" }[last.source];
     source.classList.toggle("you", last.source === "you");
@@ -228,10 +265,12 @@
   }
 
   function loop(fps) {
+    page.fps = fps;
+    const generation = ++page.loops; // a resumed loop's predecessor stops at its next tick
     const interval = fps > 0 ? 1000 / fps : 0;
     let due = performance.now();
     const tick = async () => {
-      if (!page.running) return;
+      if (!page.running || generation !== page.loops) return;
       try {
         await exclusive(stepDream);
       } catch (error) {
@@ -261,10 +300,12 @@
     const out = await model.step(inputs.z, inputs.action, inputs.h, inputs.c, inputs.restart);
     const result = {
       h_next: Array.from(out.h), c_next: Array.from(out.c), logits: Array.from(out.logits), mu: Array.from(out.mu),
-      log_sigma: Array.from(out.log_sigma), done_logit: out.done_logit,
+      log_sigma: Array.from(out.log_sigma),
       z_next: Array.from(model.sample(out, inputs.temperature, inputs.uniform.flat(), inputs.normal)),
       frame: Array.from(await model.decode(inputs.z)),
     };
+    if (out.done_logit !== null) result.done_logit = out.done_logit;
+    if (out.reward !== null) result.reward = out.reward;
     if (model.sessions.controller) result.controller_action = Array.from(await model.act(inputs.z, inputs.h, inputs.c));
     return result;
   }
@@ -312,6 +353,7 @@
   }
 
   function bindControls() {
+    const keys = KEYS[page.model.config.env];
     const slider = $("temperature");
     const setTemperature = () => {
       page.temperature = Number(slider.value);
@@ -324,7 +366,7 @@
     $("restart").addEventListener("click", restart);
     $("check").addEventListener("click", () => check().catch(fail));
     window.addEventListener("keydown", (event) => {
-      if (event.key in KEYS) {
+      if (keys.includes(event.key)) {
         event.preventDefault(); // the arrows drive, even when the slider has the focus
         page.held.add(event.key);
       } else if (event.key === "r" || event.key === "R") {
@@ -346,7 +388,14 @@
     page.temperature = config.temperature;
     page.random = randomSource(query.has("seed") ? Number(query.get("seed")) : (Math.random() * 2 ** 32) >>> 0);
     bindControls();
+    const text = TEXT[config.env];
+    $("steps-label").textContent = text.steps;
+    $("record-label").textContent = text.record;
+    $("death-label").textContent = text.end;
+    $("lead-keys").textContent = text.lead;
+    $("help").textContent = text.help;
     $("death-row").hidden = !config.predicts_death;
+    $("return-row").hidden = !config.predicts_reward;
     $("status").textContent = `${config.env} world model of ${config.experiment}: z ${config.z_size}, ` +
       `M ${config.hidden_size} units; driver ${config.driver.description}`;
     newDream();
@@ -359,13 +408,18 @@
     get totalSteps() { return page.totalSteps; },
     get dreams() { return page.dreams; },
     get last() { return page.last; },
+    get rewards() { return Array.from(page.lastRewards); }, // M's rewards so far in the dream of `last`
     get temperature() { return page.temperature; },
     get error() { return page.error; },
     get config() { return page.model && page.model.config; },
     evaluate: (inputs) => exclusive(() => evaluate(inputs)),
     check,
     sampleMixture,
-    pause: () => { page.running = false; },
+    pause: () => { // resolves once the step under way (if any) is done
+      page.running = false;
+      return exclusive(() => {});
+    },
+    resume: () => { if (!page.running && page.error === null) loop(page.fps); },
     restart: () => exclusive(newDream),
   };
   window.worldModel.ready = start();
