@@ -63,6 +63,12 @@ class ControllerRun:
     def histogram(self, env: str) -> Path:
         return self.folder / f"histogram_{env}.png"
 
+    @property
+    def real_finetune(self) -> ControllerRun:
+        """The real-game fine-tuning of this dream-trained C (controller.train --real_generations), a run of its
+        own beside it, `<this folder>_real/`: this folder keeps what the dream alone achieved."""
+        return ControllerRun(self.folder.with_name(self.folder.name + "_real"))
+
 
 # Where C can train inside M's dream, and the real task each dream stands for.
 DREAM_ENVS = {"doomrnn": "doom", "carracingrnn": "carracing"}
@@ -81,7 +87,8 @@ class ExperimentLayout:
     series/     one ep######.npz per episode with V's mu, logvar (vae.encode), and initial_z.npz
     vae/        checkpoints/, tensorboard/, vae.keras
     rnn/        checkpoints/, tensorboard/, best.json, rnn.keras
-    controller/ one folder per trained controller (`ControllerRun`)
+    controller/ one folder per trained controller (`ControllerRun`), and `<folder>_real/` beside a dream-trained
+                one fine-tuned in the real game
     iterate/    round_NN/, each an experiment folder of its own (run.iterate)
     report/     Markdown report and its PNGs
     web/        the dream as a static web page (run.export_web)

@@ -16,7 +16,7 @@ from common.seeding import derive_seed
 from common.storage import file_digest, read_json, write_json, write_text
 from controller.es import ESConfig
 from controller.evaluate import EvaluateConfig, evaluate_controller
-from controller.train import ControllerTrainConfig, train_controller
+from controller.train import FINETUNE_FIELDS, ControllerTrainConfig, train_controller
 from rnn.model import load_rnn
 from rnn.train import RNNTrainConfig, train_rnn
 from run.collect import CollectConfig, collect_rollouts
@@ -229,11 +229,12 @@ def rnn_config(base: ExperimentLayout, k: int, config: IterateConfig) -> RNNTrai
 
 
 def controller_config(base: ExperimentLayout, k: int, config: IterateConfig) -> ControllerTrainConfig:
-    """Round k's C: retrained with the new M, warm-started from round k-1's CMA mean."""
+    """Round k's C: retrained with the new M, warm-started from round k-1's CMA mean; in the dream (or game) only:
+    the pipeline's finetune stage fine-tunes the last round's C in the real game, not every round's."""
     es = dataclasses.replace(config.controller.es, generations=config.generations_of(k),
                              seed=derive_seed(config.seed, k, 2))
     return dataclasses.replace(
-        config.controller, env=config.train_env, controller="full", es=es, workers=config.workers,
+        config.controller.without_finetuning(), env=config.train_env, controller="full", es=es, workers=config.workers,
         backend=config.backend, ray_address=config.ray_address,
         max_steps=config.max_steps, doom_resolution=config.doom_resolution,
         init_file=str(controller_run(base.round(k - 1), config).controller))
@@ -351,4 +352,5 @@ ITERATE_FLAGS = ConfigFlags(
                     "controller.workers", "controller.max_steps", "controller.doom_resolution",
                     "controller.backend", "controller.ray_address",
                     "controller.init_file", "controller.es.generations", "controller.es.seed",
+                    *(f"controller.{name}" for name in FINETUNE_FIELDS),  # rounds train in the dream only
                     "controller_env"}))  # the pipeline sets it (--controller_env=carracingrnn)
