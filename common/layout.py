@@ -10,7 +10,7 @@ from pathlib import Path
 from common.errors import UserError
 
 # The pipeline's stages in order; each writes its own part of the layout below.
-STAGES = ("collect", "vae", "encode", "rnn", "controller", "evaluate", "iterate", "report")
+STAGES = ("collect", "vae", "encode", "rnn", "controller", "evaluate", "iterate", "finetune", "report")
 
 
 @dataclasses.dataclass(frozen=True)

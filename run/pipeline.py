@@ -1,9 +1,11 @@
-"""Runs the paper's whole pipeline in one experiment folder: collect -> V -> encode -> M -> C -> evaluate -> report.
+"""Runs the paper's whole pipeline in one experiment folder: collect -> V -> encode -> M -> C -> evaluate ->
+iterate -> finetune -> report (iterate with --iterate_rounds, finetune with --real_generations).
 
     python -m run.pipeline --config=doom_tiny --exp_dir=exp/doom_tiny      # every stage, real, in a few minutes
     python -m run.pipeline --config=doom_small --exp_dir=exp/doom_small    # about two hours on 2 CPU cores
     python -m run.pipeline --config=doom_paper --exp_dir=exp/doom --workers=64
     python -m run.pipeline --config=my_run.cfg --exp_dir=exp/x --generations=50   # a copied config, overridden
+    python -m run.pipeline --config=carracing_dream_tiny --exp_dir=exp/crd --real_generations=2  # then real games
 
 `--config` names a flagfile shipped in `run/configs/` (doom_paper, doom_small, doom_tiny, carracing_paper,
 carracing_small, carracing_tiny) or a path to one; any flag on the command line overrides the file, and flags

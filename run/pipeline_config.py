@@ -5,6 +5,7 @@ IterateConfig) is a field of `PipelineConfig`; its flags are the stage's own fie
 has always used (`--vae_epochs`, `--rnn_steps`, `--popsize`, `--iterate_rounds`, ...). What several stages share
 (the task, the seed, the workers and their backend, the episode cap, Doom's resolution) is set once, here, and
 `PipelineConfig` builds every stage's config from it in one place (`collect_config()` ... `iterate_config()`).
+C's config also holds the finetune stage's settings (`--real_generations`, `finetune_config()`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from controller.train import ControllerTrainConfig
 from rnn.train import RNNTrainConfig
 from run.collect import CollectConfig
 from run.iterate_rounds import IterateConfig
+from run.iterate_rounds import controller_run as round_controller_run
 from vae.train import VAETrainConfig
 
 # The flags defined here belong to run.pipeline, whose `--help` lists them.
@@ -114,6 +116,12 @@ class PipelineConfig:
         return dataclasses.replace(self.rnn, seed=self.seed, checkpoint_every=self.rnn.eval_every)
 
     def controller_config(self) -> ControllerTrainConfig:
+        """C's training (the controller stage's; the rounds retrain with it): without the real fine-tuning, the
+        finetune stage's, so that its settings never make C train again."""
+        return self.finetune_config().without_finetuning()
+
+    def finetune_config(self) -> ControllerTrainConfig:
+        """C's settings as the flags give them, the real fine-tuning's (`--real_generations`) included."""
         return dataclasses.replace(self.controller, env=self.controller_env, workers=self.workers,
                                    backend=self.backend, ray_address=self.ray_address,
                                    es=dataclasses.replace(self.controller.es, seed=self.seed),
@@ -131,6 +139,20 @@ class PipelineConfig:
                                    backend=self.backend, ray_address=self.ray_address,
                                    controller_file=str(self.controller_run(exp_dir).controller),
                                    max_steps=self.max_steps, doom_resolution=self.doom_resolution)
+
+    def final_controller_run(self, exp_dir: str | os.PathLike) -> tuple[ExperimentLayout, ControllerRun]:
+        """The C the run ends with and the experiment folder of its V and M: the controller stage's, or with
+        iterative rounds the last round's. The finetune stage fine-tunes this C."""
+        if not self.iterate.rounds:
+            return ExperimentLayout(Path(exp_dir).expanduser().resolve()), self.controller_run(exp_dir)
+        last = ExperimentLayout(Path(exp_dir).expanduser().resolve()).round(self.iterate.rounds)
+        return last, round_controller_run(last, self.iterate_config())
+
+    def finetune_evaluate_config(self, exp_dir: str | os.PathLike) -> EvaluateConfig:
+        """The fine-tuned C in the real game, on the evaluation stage's episodes."""
+        _, dream_run = self.final_controller_run(exp_dir)
+        return dataclasses.replace(self.evaluate_config(exp_dir),
+                                   controller_file=str(dream_run.real_finetune.controller))
 
     def iterate_config(self) -> IterateConfig:
         """run.iterate's: the pipeline's M (fine-tuned for `--iterate_rnn_steps`), C and evaluation, with the
@@ -150,7 +172,7 @@ class PipelineConfig:
         self.collect_config().resolved()
         self.vae_config().validated()
         self.rnn_config().resolved(self.env)
-        self.controller_config().validated()
+        self.finetune_config().validated()  # C's settings, the real fine-tuning's included
         if self.iterate.rounds:
             self.iterate_config().validated()
 

@@ -8,10 +8,10 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from common.layout import STAGES, ExperimentLayout
-from common.storage import episode_name, read_json
+from common.layout import STAGES, ControllerRun, ExperimentLayout
+from common.storage import episode_name, file_digest, read_json
 from controller.evaluate import evaluate_controller
-from controller.train import train_controller
+from controller.train import finetune_controller, train_controller
 from rnn.train import train_rnn
 from run.collect import collect_rollouts, is_complete
 from run.iterate_rounds import iterate
@@ -59,11 +59,14 @@ def _encode_complete(layout: ExperimentLayout, config: PipelineConfig) -> bool:
         len(list(layout.series.glob("ep*.npz"))) == len(list(layout.rollouts.glob("ep*.npz")))
 
 
-def _controller_complete(layout: ExperimentLayout, config: PipelineConfig) -> bool:
-    run = config.controller_run(layout.root)
+def _generations_done(run: ControllerRun) -> int:
+    """The CMA-ES generations a controller run has written (0 without its controller.json)."""
     history = _read(run.history) if run.controller.exists() else None
-    generations = history.get("generations", []) if isinstance(history, dict) else []
-    return run.controller.exists() and len(generations) >= config.controller.es.generations
+    return len(history.get("generations", [])) if isinstance(history, dict) else 0
+
+
+def _controller_complete(layout: ExperimentLayout, config: PipelineConfig) -> bool:
+    return _generations_done(config.controller_run(layout.root)) >= config.controller.es.generations
 
 
 def _evaluate_complete(layout: ExperimentLayout, config: PipelineConfig) -> bool:
@@ -78,6 +81,16 @@ def _iterate_complete(layout: ExperimentLayout, config: PipelineConfig) -> bool:
     return isinstance(progress, dict) and len(progress.get("rounds", [])) > config.iterate.rounds
 
 
+def _finetune_complete(layout: ExperimentLayout, config: PipelineConfig) -> bool:
+    if not config.controller.real_generations:
+        return True
+    run = config.final_controller_run(layout.root)[1].real_finetune
+    result = _read(run.evaluation(config.evaluation_env))
+    return (_generations_done(run) >= config.controller.real_generations and isinstance(result, dict)
+            and result.get("episodes") == config.evaluate.episodes
+            and result.get("controller_sha256") == file_digest(run.controller))
+
+
 # ---- running a stage ----
 
 def _run_report(layout: ExperimentLayout, config: PipelineConfig, verbose: bool) -> None:
@@ -89,6 +102,26 @@ def _run_report(layout: ExperimentLayout, config: PipelineConfig, verbose: bool)
 def _run_iterate(layout: ExperimentLayout, config: PipelineConfig, verbose: bool) -> None:
     if config.iterate.rounds:
         iterate(layout.root, config.iterate_config(), verbose=verbose)
+
+
+def _run_finetune(layout: ExperimentLayout, config: PipelineConfig, verbose: bool) -> None:
+    """The final C (the controller stage's or the last round's) fine-tuned in the real game, then scored as the
+    evaluation stage scores: the dream-only C beside it keeps its own score."""
+    if config.controller.real_generations:
+        models, dream_run = config.final_controller_run(layout.root)
+        finetune_controller(models.root, dream_run, config.finetune_config(), verbose=verbose)
+        evaluate_controller(models.root, config.finetune_evaluate_config(layout.root), verbose=verbose)
+
+
+def _finetune_settings(layout: ExperimentLayout, config: PipelineConfig) -> dict:
+    """The fine-tuning's settings, the C it starts from and its evaluation's, by their places in the experiment."""
+    if not config.controller.real_generations:
+        return {}
+    evaluate = settings_of(config.finetune_evaluate_config(layout.root))
+    evaluate.pop("controller_file")
+    dream_run = config.final_controller_run(layout.root)[1]
+    return {**settings_of(config.finetune_config()), "dream_run": dream_run.folder.relative_to(layout.root).as_posix(),
+            "evaluate": evaluate}
 
 
 def _evaluate_settings(layout: ExperimentLayout, config: PipelineConfig) -> dict:
@@ -127,6 +160,8 @@ PIPELINE: tuple[Stage, ...] = (
     Stage("iterate", "iterative rounds: real data of C, M fine-tuned, C retrained -> iterate/",
           lambda d, c: settings_of(c.iterate_config()) if c.iterate.rounds else {}, _iterate_complete,
           _run_iterate),
+    Stage("finetune", "the final C fine-tuned in the real game (--real_generations) -> its folder's _real/",
+          _finetune_settings, _finetune_complete, _run_finetune),
     Stage("report", "the report beside the paper's numbers -> report/README.md",
           lambda d, c: {}, lambda d, c: False, _run_report),
 )

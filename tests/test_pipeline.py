@@ -115,8 +115,8 @@ def test_a_killed_pipeline_resumes_and_skips_its_finished_stages(tmp_path):
 
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "pipeline: stage 1/8 collect: skipped, already complete" in result.stdout
-    assert "pipeline: stage 2/8 vae: started (resuming after an interrupted run)" in result.stdout
+    assert "pipeline: stage 1/9 collect: skipped, already complete" in result.stdout
+    assert "pipeline: stage 2/9 vae: started (resuming after an interrupted run)" in result.stdout
     for stage in STAGES[1:]:
         assert f" {stage}: finished in " in result.stdout, stage
     resumed = json.loads(record_path.read_text())
@@ -132,7 +132,7 @@ def test_a_stage_run_again_with_other_settings_keeps_the_earlier_time(doom_tiny,
     before = json.loads((exp_dir / "pipeline.json").read_text())["stages"]
     lines: list[str] = []
     record = run_pipeline(exp_dir, load_config("doom_tiny", eval_episodes=2), verbose=False, say=lines.append)
-    assert "pipeline: stage 1/8 collect: skipped" in lines[1], lines
+    assert "pipeline: stage 1/9 collect: skipped" in lines[1], lines
     evaluate = record["stages"]["evaluate"]
     assert evaluate["attempts"] == 2 and evaluate["earlier_attempts_seconds"] == before["evaluate"]["seconds"]
     assert record["stages"]["report"]["attempts"] == 1, "the report is rewritten each run, not resumed"
@@ -296,6 +296,7 @@ def test_a_config_can_be_a_copied_and_edited_file(tmp_path):
     (["--config=carracing_tiny", "--iterate_rounds=1", "--controller=z"], "--iterate_rounds needs the full C"),
     (["--config=doom_tiny", "--iterate_hole_episodes=50", "--iterate_audit_episodes=0"],
      "needs Doom's dream audit"),
+    (["--config=carracing_tiny", "--real_generations=2"], "--real_generations=2: fine-tunes a C trained in a dream"),
 ])
 def test_bad_input_gives_one_error_line_and_exit_2(tmp_path, args, message):
     result = subprocess.run([sys.executable, "-m", "run.pipeline", f"--exp_dir={tmp_path / 'exp'}", *args],
