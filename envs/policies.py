@@ -68,11 +68,63 @@ def brownian_driving_policy(rng: np.random.Generator, steer_step: float = 0.1) -
     return act
 
 
+def road_centre(frame: np.ndarray, row: int) -> float | None:
+    """The column of the middle of the road in one row of a 64x64 CarRacing frame, taking the run of grey
+    (road) pixels nearest the car's column 32; None when the row shows no road."""
+    pixels = frame[row].astype(np.int16)
+    grey = (np.abs(pixels[:, 1] - pixels[:, 0]) < 25) & (pixels[:, 0] > 80) & (pixels[:, 0] < 140)
+    columns = np.flatnonzero(grey)
+    if columns.size == 0:
+        return None
+    runs = np.split(columns, np.flatnonzero(np.diff(columns) > 1) + 1)
+    nearest = min(runs, key=lambda run: abs((run[0] + run[-1]) / 2 - 32))
+    return float(nearest[0] + nearest[-1]) / 2
+
+
+FAR_ROW, NEAR_ROW = 26, 42  # rows of the 64x64 frame the track follower reads (the car sits in rows 50-58)
+
+
+def track_follower_policy(rng: np.random.Generator) -> Policy:
+    """A scripted CarRacing driver with no model, for data: it steers towards the middle of the road ahead
+    (`road_centre` of a far and a near row of the frame), at a speed, gain and steering noise drawn per episode,
+    and 0.5 % of frames start 5-20 frames of random driving (a held uniform action) that it then recovers from.
+
+    It drives along the track, off it and back: what M must see to predict the reward of driving well (new
+    tiles) and badly (grass, leaving the playfield). Brownian driving rarely gets far along a track. Measured
+    without noise at gas 0.1: 692-778 on three tracks. It does not train C: C learns only in M's dream."""
+    gas, gain = float(rng.uniform(0.1, 0.3)), float(rng.uniform(0.07, 0.13))
+    noise = float(rng.uniform(0.0, 0.15))
+    random_actions = held_uniform_policy(rng, 3, min_hold=5, max_hold=20)
+    state = {"left": 0, "action": np.zeros(3, np.float32)}
+
+    def act(frame: np.ndarray) -> np.ndarray:
+        if state["left"] == 0 and rng.random() < 0.005:
+            state["left"] = int(rng.integers(5, 21))
+            state["action"] = np.maximum(random_actions(frame), (-1.0, 0.0, 0.0)).astype(np.float32)
+        if state["left"] > 0:
+            state["left"] -= 1
+            return state["action"].copy()
+        far, near = road_centre(frame, FAR_ROW), road_centre(frame, NEAR_ROW)
+        target = far if far is not None else near
+        steer = 0.0 if target is None else gain * (target - 32) + (0.04 * (near - 32) if near is not None else 0.0)
+        steer = float(np.clip(steer + rng.normal(0.0, noise), -1.0, 1.0))
+        return np.array([steer, gas if abs(steer) < 0.5 else 0.05, 0.0], np.float32)
+
+    return act
+
+
+def mixed_driving_policy(rng: np.random.Generator) -> Policy:
+    """Half the episodes Brownian driving, half the track follower (chosen per episode): CarRacing data that
+    covers both wandering on the grass and driving along the track, for an M whose dream must pay rewards."""
+    return brownian_driving_policy(rng) if rng.random() < 0.5 else track_follower_policy(rng)
+
+
 RANDOM_POLICIES: dict[str, dict[str, Callable[..., Policy]]] = {
     "doom": {"held_uniform": held_uniform_policy, "always_left": functools.partial(constant_policy, -1.0),
              "always_right": functools.partial(constant_policy, 1.0),
              "stand_still": functools.partial(constant_policy, 0.0)},
-    "carracing": {"brownian": brownian_driving_policy,
+    "carracing": {"brownian": brownian_driving_policy, "track_follower": track_follower_policy,
+                  "mixed_driving": mixed_driving_policy,
                   "full_gas": functools.partial(fixed_action_policy, (0.0, 1.0, 0.0)),
                   "steer_left": functools.partial(fixed_action_policy, (-1.0, 0.5, 0.0)),
                   "steer_right": functools.partial(fixed_action_policy, (1.0, 0.5, 0.0)),
