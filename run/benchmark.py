@@ -15,6 +15,8 @@ Cases:
   agent    CarRacing steps/s of the full agent (V + M + C) vs. random actions; the models' share (< 25 %)
   dream    real VizDoom steps/s at 640x480 vs. 1,024 batched dreams with the 512-unit M, float32 and bfloat16
            (the better >= 100x), and the wall time of one paper-scale CMA-ES generation in the dream, 64 x 16 dreams
+  web      dream steps/s of the browser page (run.export_web) of a paper-size Doom world, uncapped, in headless
+           Chromium (>= 30, the rate the page plays at); skipped without Chromium, playwright or npm
 
 Results are printed and written to WORK_DIR/benchmark.json with the targets missed (TARGETS); `--check` exits 1
 when one is.
@@ -26,7 +28,6 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -34,49 +35,12 @@ import numpy as np
 from common.errors import UserError, run_main
 from common.paper import DOOM_TEMPERATURE
 from common.storage import write_json
-
-
-def _steps_per_second(step: Callable[[], bool], reset: Callable[[], None], seconds: float) -> float:
-    reset()
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        if step():
-            reset()
-        steps += 1
-    return steps / (time.perf_counter() - start)
+from run.benchmark_game import env_steps_per_s, in_fresh_process, steps_per_second, vizdoom_steps_per_s
 
 
 def benchmark_env(seconds: float = 5.0) -> dict:
-    """Random-action steps/s of each real environment, bare and wrapped to 64x64 frames."""
-    import gymnasium as gym
-
-    import envs
-    from envs.doom import TakeCover64Env
-
-    results = {}
-    for name, make in [("carracing_v3_raw", lambda: gym.make("CarRacing-v3")),
-                       ("carracing64", lambda: envs.make_env("carracing")),
-                       ("doom64_640x480", lambda: envs.make_env("doom")),
-                       ("doom64_320x240", lambda: envs.make_env("doom", resolution="320x240"))]:
-        env = make()
-        env.action_space.seed(0)
-
-        def step(env=env) -> bool:
-            _, _, terminated, truncated, _ = env.step(env.action_space.sample())
-            return terminated or truncated
-
-        results[f"{name}_steps_per_s"] = _steps_per_second(step, lambda env=env: env.reset(seed=0), seconds)
-        env.close()
-    # The bare game: what VizDoom itself costs at the paper's 640x480, without our frame preprocessing.
-    game = TakeCover64Env()._start_game()
-
-    def game_step() -> bool:
-        game.make_action([0, 0], 1)
-        return game.is_episode_finished()
-
-    results["vizdoom_raw_640x480_steps_per_s"] = _steps_per_second(game_step, game.new_episode, seconds)
-    game.close()
-    return results
+    """Random-action steps/s of each real environment, bare and wrapped to 64x64 frames (a fresh process)."""
+    return in_fresh_process(env_steps_per_s, seconds)
 
 
 def benchmark_collect(work_dir: Path, episodes: int = 24) -> dict:
@@ -153,7 +117,7 @@ def benchmark_agent(seconds: float = 20.0) -> dict:
         _, _, terminated, truncated, _ = env.step(env.action_space.sample())
         return terminated or truncated
 
-    raw = _steps_per_second(raw_step, lambda: env.reset(seed=0), seconds / 2)
+    raw = steps_per_second(raw_step, lambda: env.reset(seed=0), seconds / 2)
     # The agent's loop, timing the models (one compiled V + C + M call) and the environment apart: the share
     # is measured on the same steps, not across two runs whose tracks and driving differ.
     frame, _ = env.reset(seed=1)
@@ -177,7 +141,8 @@ def benchmark_agent(seconds: float = 20.0) -> dict:
 
 
 def benchmark_dream(seconds: float = 5.0) -> dict:
-    """Real VizDoom at 640x480 vs. the batched dream (N = 1,024, LSTM 512), and a paper-scale generation.
+    """Real VizDoom at 640x480 (bare, in a fresh process) vs. the batched dream (N = 1,024, LSTM 512), and a
+    paper-scale generation.
 
     M is untrained with its death bias set far negative, so no dream dies: the generation time is the worst
     case, every one of the 1,024 dreams running all 2,100 steps.
@@ -186,18 +151,10 @@ def benchmark_dream(seconds: float = 5.0) -> dict:
 
     from controller import Controller
     from controller.rollouts import DreamEvaluator
-    from envs.doom import TakeCover64Env
     from envs.dream import DreamDynamics
     from rnn.model import MDNRNN
 
-    game = TakeCover64Env()._start_game()
-
-    def game_step() -> bool:
-        game.make_action([0, 0], 1)
-        return game.is_episode_finished()
-
-    real = _steps_per_second(game_step, game.new_episode, seconds)
-    game.close()
+    real = in_fresh_process(vizdoom_steps_per_s, seconds)
     keras.utils.set_random_seed(0)
     rnn = MDNRNN(z_size=64, action_size=1, hidden_size=512, num_mixtures=5, predict_done=True)
     kernel, bias = rnn.head.get_weights()
@@ -257,10 +214,14 @@ def _case(name: str, work_dir: Path) -> dict:
         return benchmark_agent()
     if name == "dream":
         return benchmark_dream()
+    if name == "web":
+        from run.benchmark_web import benchmark_web
+
+        return benchmark_web(work_dir)
     raise ValueError(name)
 
 
-CASES = ("env", "collect", "collect_ray", "vae", "rnn", "agent", "dream")
+CASES = ("env", "collect", "collect_ray", "vae", "rnn", "agent", "dream", "web")
 
 # What the project is held to: (case, key, ">=" or "<", bound). `--check` fails the run when one is missed, so a
 # regression shows up as a non-zero exit.
@@ -272,6 +233,7 @@ TARGETS = (
     ("rnn", "pipeline_ratio", ">=", 0.9),
     ("agent", "agent_model_share", "<", 0.25),
     ("dream", "dream_vs_real_ratio", ">=", 100.0),
+    ("web", "web_page_steps_per_s", ">=", 30.0),
 )
 
 
