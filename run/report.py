@@ -7,9 +7,10 @@ Writes `README.md`, the images it embeds and `scores.json` into the first experi
 the real scores (mean ± std, episodes) of every trained controller in the paper's tables (CarRacing with its
 ablations, Doom with its temperature table), the temperature sweep if one was run, CMA-ES training curves, score
 histograms, V's reconstructions, a dream decoded by V, parameter counts beside the paper's, each stage's wall
-time and machine (`pipeline.json`), the dream audits and the iterative rounds. Whatever an experiment lacks is
-shown as "not run". The folder reads complete on its own: it names no absolute path and links only files
-written into it, so it can be committed as `results/<name>/` as it is (`scores.json` as RESULTS.md defines it).
+time and machine (`pipeline.json`), the dream audits, the iterative rounds and the real fine-tuning of the final C
+(`--real_generations`) beside the dream-only C. Whatever an experiment lacks is shown as "not run". The folder
+reads complete on its own: it names no absolute path and links only files written into it, so it can be committed
+as `results/<name>/` as it is (`scores.json` as RESULTS.md defines it).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from common.errors import UserError, run_main
 from common.storage import write_json, write_text
 from run.report_data import (
     NOT_RUN,
+    ControllerResult,
     Experiment,
     exp_dir_argument,
     load_experiment,
@@ -92,15 +94,18 @@ def rnn_section(experiment: Experiment) -> str:
 
 
 def controller_section(experiment: Experiment, assets: Assets) -> str:
-    """Each trained C: where it trained, its generations and time, its scores, curve and histogram."""
+    """Each trained C: where it trained, its generations and time, its scores, curve and histogram; then each
+    real fine-tuning of a dream-trained C."""
     text = "### C: training and evaluation\n\n" + ("" if experiment.controllers else f"{NOT_RUN}.\n")
     for run in experiment.controllers:
-        where = {"doomrnn": f"the dream at τ {run.temperature:g}" if run.temperature else "the dream",
-                 "doom": "real VizDoom", "carracing": "real CarRacing"}.get(run.train_env, run.train_env)
+        game = "real VizDoom" if run.task == "doom" else "real CarRacing"
+        where = game if run.train_env == run.task else (
+            ("the dream" if run.task == "doom" else "CarRacing's dream")
+            + (f" at τ {run.temperature:g}" if run.temperature else ""))
         last = run.evaluations[-1] if run.evaluations else None
         text += (f"#### `{run.name}`: '{run.variant}' C trained in {where}\n\n"
                  f"{run.generations:,} generations in {duration(run.seconds)}; last evaluation of the CMA mean "
-                 f"({'dream' if run.train_env == 'doomrnn' else 'real'}): "
+                 f"({'dream' if run.temperature is not None else 'real'}): "
                  f"{score(last) + ' at generation ' + str(last['generation']) if last else NOT_RUN}. "
                  f"Final C in the real game: {score(run.real)}"
                  + (f"; in {run.dream['episodes']} dreams at τ {run.dream['temperature']:g}: {score(run.dream)}"
@@ -108,9 +113,25 @@ def controller_section(experiment: Experiment, assets: Assets) -> str:
         if run.real_checks:
             checks = "; ".join(f"generation {e['generation']}: {e['real_mean']:,.0f} ± {e['real_std']:,.0f} "
                                f"({e['real_episodes']})" for e in run.real_checks)
-            text += f"The CMA mean in real Doom during training (virtual vs actual): {checks}.\n\n"
+            text += (f"The CMA mean in real {'Doom' if run.task == 'doom' else 'CarRacing'} during training "
+                     f"(virtual vs actual): {checks}.\n\n")
         text += controller_images(*controller_figures(run.files, run.task, assets)) + "\n"
-    return text
+    return text + "".join(finetune_text(run, assets) for run in experiment.finetuned)
+
+
+def finetune_text(run: ControllerResult, assets: Assets) -> str:
+    """A real fine-tuning (--real_generations): where it started, what it cost, its score beside the dream's C."""
+    game = "real VizDoom" if run.task == "doom" else "real CarRacing"
+    start = f"round {run.round}'s `{run.start.name}`" if run.round else f"`{run.start.name}`"
+    last = run.evaluations[-1] if run.evaluations else None
+    prefix = f"round_{run.round:02d}_" if run.round else ""
+    plural = "s" if run.generations != 1 else ""
+    return (f"#### `{run.name}`: the dream's C fine-tuned in {game}\n\n"
+            f"From the CMA mean of {start}, trained in the dream: {run.generations:,} real generation{plural} "
+            f"({run.episodes:,} real episodes) in {duration(run.seconds)}; last evaluation of the CMA mean: "
+            f"{score(last) + ' at generation ' + str(last['generation']) if last else NOT_RUN}. "
+            f"Final C in the real game: {score(run.real)}; the dream's C alone: {score(run.start.real)}.\n\n"
+            + controller_images(*controller_figures(run.files, run.task, assets, prefix=prefix)) + "\n")
 
 
 def _audit_text(path: Path, levels: int, experiment: Experiment) -> str | None:

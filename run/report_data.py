@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import UserError
-from common.layout import ControllerRun, ExperimentLayout
+from common.layout import DREAM_ENVS, ControllerRun, ExperimentLayout
 from controller.model import Controller
 from rnn.model import load_rnn, parameter_count
 from vae.encode import load_vae
@@ -28,7 +28,7 @@ class ControllerResult:
     """One trained controller folder (`common.layout.ControllerRun`) and what its records say."""
 
     files: ControllerRun
-    train_env: str  # carracing, doom or doomrnn
+    train_env: str  # carracing, doom, or a dream: doomrnn or carracingrnn
     variant: str
     task: str  # carracing or doom
     temperature: float | None
@@ -39,6 +39,9 @@ class ControllerResult:
     real_checks: list[dict]  # doomrnn: the CMA mean in real Doom during training (--real_eval_every)
     real: dict | None  # evaluation_<task>.json
     dream: dict | None  # dream_evaluation.json (temperature sweep)
+    episodes: int = 0  # episodes its CMA-ES played: every candidate's rollouts and every evaluation's
+    start: ControllerResult | None = None  # a real fine-tuning's (--real_generations): the dream's C it started from
+    round: int = 0  # the iterative round whose V and M it played with
 
     @property
     def name(self) -> str:
@@ -51,7 +54,8 @@ class Experiment:
     layout: ExperimentLayout
     env: str | None
     pipeline: dict | None  # pipeline.json
-    controllers: list[ControllerResult]
+    controllers: list[ControllerResult]  # trained in a dream or the game (round 0's)
+    finetuned: list[ControllerResult]  # real fine-tunings of round 0's dream-trained Cs and of the last round's
     params: dict[str, int | str]  # vae, rnn -> count, or a reason it is missing
     iterate_config: dict  # run.iterate's settings (empty when it did not run)
     rounds: list[dict]  # run.iterate's rounds, round 0 first (empty when it did not run)
@@ -114,7 +118,14 @@ def _model_params(path: Path, kind: str) -> int | str:
         return f"unreadable ({error})"
 
 
-def _controller_result(files: ControllerRun) -> ControllerResult | None:
+def _episodes_played(recorded: dict, generations: int, evaluations: list[dict]) -> int:
+    """A CMA-ES run's episodes: generations x population x rollouts, and its evaluations' (real checks too)."""
+    es = recorded.get("es") or {}
+    return (generations * es.get("popsize", 0) * es.get("rollouts", 0)
+            + sum(e.get("episodes", 0) + e.get("real_episodes", 0) for e in evaluations))
+
+
+def _controller_result(files: ControllerRun, round_: int = 0) -> ControllerResult | None:
     try:
         controller, _ = Controller.load(files.controller)
     except UserError:
@@ -123,14 +134,26 @@ def _controller_result(files: ControllerRun) -> ControllerResult | None:
     train_env = recorded.get("env") or files.folder.name.split("_")[0]
     history = read_json(files.history) or {}
     generations = history.get("generations", [])
+    evaluations = history.get("evaluations", [])
+    start = recorded.get("fine_tuned_from")  # controller.train's real fine-tuning names its dream run
     return ControllerResult(files=files, train_env=train_env, variant=controller.variant, task=controller.env,
-                            temperature=recorded.get("temperature") if train_env == "doomrnn" else None,
+                            temperature=recorded.get("temperature") if train_env in DREAM_ENVS else None,
                             params=controller.num_params, generations=len(generations),
                             seconds=float(sum(g.get("seconds", 0.0) for g in generations)),
-                            evaluations=[e for e in history.get("evaluations", []) if "mean" in e],
-                            real_checks=[e for e in history.get("evaluations", []) if "real_mean" in e],
+                            evaluations=[e for e in evaluations if "mean" in e],
+                            real_checks=[e for e in evaluations if "real_mean" in e],
                             real=read_json(files.evaluation(controller.env)),
-                            dream=read_json(files.dream_evaluation))
+                            dream=read_json(files.dream_evaluation),
+                            episodes=_episodes_played(recorded, len(generations), evaluations),
+                            start=_controller_result(ControllerRun(files.folder.with_name(start)), round_)
+                            if start else None,
+                            round=round_)
+
+
+def _controller_results(layout: ExperimentLayout, round_: int = 0) -> list[ControllerResult]:
+    """Every readable controller folder of one round's experiment folder, by name."""
+    folders = sorted(layout.controller.glob("*/")) if layout.controller.is_dir() else []
+    return [run for run in (_controller_result(ControllerRun(folder), round_) for folder in folders) if run]
 
 
 def load_experiment(exp_dir: str | os.PathLike) -> Experiment:
@@ -140,12 +163,21 @@ def load_experiment(exp_dir: str | os.PathLike) -> Experiment:
         raise UserError(f"--exp_dir={exp_dir}: no such experiment folder")
     layout = ExperimentLayout(root)
     pipeline = read_json(layout.pipeline_record)
-    folders = sorted(path for path in layout.controller.glob("*/")) if layout.controller.is_dir() else []
-    controllers = [run for run in (_controller_result(ControllerRun(folder)) for folder in folders) if run]
+    runs = _controller_results(layout)
     params = {"vae": _model_params(layout.vae_model, "vae"), "rnn": _model_params(layout.rnn_model, "rnn")}
     progress = iterate_progress(layout)
-    return Experiment(layout=layout, env=_detect_env(layout, pipeline), pipeline=pipeline, controllers=controllers,
-                      params=params, iterate_config=progress.get("config", {}), rounds=progress.get("rounds", []))
+    rounds = progress.get("rounds", [])
+    last = rounds[-1]["round"] if rounds else 0
+    if last:  # the pipeline fine-tunes the last round's C
+        runs += [run for run in _controller_results(layout.round(last), last) if run.start]
+    return Experiment(layout=layout, env=_detect_env(layout, pipeline), pipeline=pipeline,
+                      controllers=[run for run in runs if not run.start], finetuned=[run for run in runs if run.start],
+                      params=params, iterate_config=progress.get("config", {}), rounds=rounds)
+
+
+def is_real_finetune(files: ControllerRun) -> bool:
+    """Whether a controller folder is a real fine-tuning of a dream-trained C (controller.train --real_generations)."""
+    return bool((read_json(files.config) or {}).get("fine_tuned_from"))
 
 
 def round_real(entry: dict) -> dict:

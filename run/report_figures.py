@@ -18,7 +18,7 @@ from common.storage import atomic_path
 from run.dream_config import DreamConfig
 from run.dream_rollout import dream_rollout
 from run.dream_video import caption_text, render_frames, write_video
-from run.report_data import NOT_RUN, Experiment, exp_dir_argument, portable
+from run.report_data import NOT_RUN, Experiment, exp_dir_argument, is_real_finetune, portable
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +73,7 @@ def round_figures(layout: ExperimentLayout, task: str, assets: Assets) -> str:
     text = ""
     for run_folder in sorted(layout.controller.glob("*/")) if layout.controller.is_dir() else []:
         files = ControllerRun(run_folder)
-        if not files.progress_plot.is_file():
+        if not files.progress_plot.is_file() or is_real_finetune(files):  # a fine-tuning has its own part
             continue
         figures = controller_figures(files, task, assets, prefix=f"{folder}_")
         text += f"#### C after {label}: training and real scores\n\n{controller_images(*figures, label)}\n"

@@ -1,12 +1,14 @@
 """`scores.json`: the report's numbers in the format of `results/*/scores.json` (see RESULTS.md), which scripts
 and readers can trust without parsing Markdown: the task, config, command, commit, total stage time, machine, and
-one row per scored controller (its dream and real mean, std and episodes), exactly one of them the run's result.
+one row per scored controller (its dream and real mean, std and episodes), exactly one of them the run's result:
+with a real fine-tuning of the final C (--real_generations), that one, beside the dream-only rows.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from common.layout import DREAM_ENVS
 from run.report_data import ControllerResult, Experiment, portable_command, round_real
 from run.report_tables import dream_record, earlier_attempts_seconds
 
@@ -36,9 +38,23 @@ def _controller_row(run: ControllerResult, with_rounds: bool) -> dict[str, Any]:
     return row
 
 
+def _finetune_row(run: ControllerResult, with_rounds: bool) -> dict[str, Any]:
+    """A real fine-tuning of a dream-trained C: 'full, tau 1.15, dream + 20 real generations', its real score and
+    what it cost (`finetune`: real generations and the real episodes they played)."""
+    plural = "s" if run.generations != 1 else ""
+    row = {"name": _row_name(run.variant, run.start.temperature, run.round if with_rounds else None)
+           + f", dream + {run.generations} real generation{plural}", "controller": run.variant}
+    if run.start.temperature is not None:
+        row["temperature"] = run.start.temperature
+    row.update(round=run.round, dream=None, real=_score(run.real),
+               finetune={"generations": run.generations, "episodes": run.episodes}, result=False)
+    return row
+
+
 def _round_rows(experiment: Experiment) -> list[dict[str, Any]]:
     """One row per iterative round after round 0: its full C's dream (CMA mean) and real scores."""
-    temperature = experiment.iterate_config.get("temperature") if experiment.env == "doom" else None
+    in_dream = experiment.env == "doom" or experiment.iterate_config.get("controller_env") in DREAM_ENVS
+    temperature = experiment.iterate_config.get("temperature") if in_dream else None
     rows = []
     for entry in experiment.later_rounds:
         row = {"name": _row_name("full", temperature, entry["round"]), "controller": "full"}
@@ -50,9 +66,17 @@ def _round_rows(experiment: Experiment) -> list[dict[str, Any]]:
     return rows
 
 
+def _final_finetune(experiment: Experiment, dream_result: str | None) -> ControllerResult | None:
+    """The scored real fine-tuning of the C the run stands for (`dream_result`, or its last round's C): with
+    --real_generations, the pipeline's final agent."""
+    last = experiment.later_rounds[-1]["round"] if experiment.later_rounds else 0
+    return next((run for run in experiment.finetuned if run.real and run.round == last
+                 and (last or run.start.name == dream_result)), None)
+
+
 def _result_index(experiment: Experiment, rows: list[dict]) -> int | None:
-    """The row the run stands for: its last iterative round, else the full C at the run's temperature (the
-    pipeline's own), else the first full C, else the first row."""
+    """The row the run stands for, before real fine-tuning: its last iterative round, else the full C at the run's
+    temperature (the pipeline's own), else the first full C, else the first row."""
     if not rows:
         return None
     if experiment.later_rounds:
@@ -76,9 +100,16 @@ def scores_record(experiment: Experiment) -> dict[str, Any]:
     pipeline = experiment.pipeline or {}
     with_rounds = bool(experiment.later_rounds)
     rows = [_controller_row(run, with_rounds) for run in experiment.controllers] + _round_rows(experiment)
-    rows = [row for row in rows if row["dream"] or row["real"]]  # a C not scored yet has no row
+    sources = [run.name for run in experiment.controllers] + [None] * len(experiment.later_rounds)
+    scored = [i for i, row in enumerate(rows) if row["dream"] or row["real"]]  # a C not scored yet has no row
+    rows, sources = [rows[i] for i in scored], [sources[i] for i in scored]
     result = _result_index(experiment, rows)
-    if result is not None:
+    final = _final_finetune(experiment, sources[result] if result is not None else None)
+    finetuned = [(run, _finetune_row(run, with_rounds)) for run in experiment.finetuned if run.real]
+    rows += [row for _, row in finetuned]  # beside the dream-only rows, which show what the dream alone achieved
+    if final is not None:
+        next(row for run, row in finetuned if run is final)["result"] = True
+    elif result is not None:
         rows[result]["result"] = True
     total = pipeline.get("total_seconds")
     return {"task": experiment.env, "config": pipeline.get("config_name"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from common.layout import STAGES
+from common.layout import DREAM_ENVS, STAGES
 from common.paper import (
     ABLATION_CONTROLLER_COUNTS,
     CARRACING_SCORES,
@@ -56,7 +56,7 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def dream_record(run: ControllerResult) -> dict | None:
     """The dream score of a dream-trained C: the sweep's dream evaluation, else the CMA mean's last evaluation
     during training (None for a C trained in the real game)."""
-    if run.train_env != "doomrnn":
+    if run.train_env not in DREAM_ENVS:
         return None
     return run.dream or (run.evaluations[-1] if run.evaluations else None)
 
@@ -65,6 +65,13 @@ def dream_cell(run: ControllerResult | None) -> str:
     """`dream_record` as a cell; '*' marks the CMA mean's evaluation during training."""
     record = dream_record(run) if run else None
     return NOT_RUN if record is None else score(record) + ("" if run.dream else " *")
+
+
+def finetune_label(run: ControllerResult) -> str:
+    """'dream of round 1 + 20 real generations (1,380 real episodes)': a real fine-tuning and what it cost."""
+    plural = "s" if run.generations != 1 else ""
+    return (f"dream{f' of round {run.round}' if run.round else ''} + {run.generations:,} real generation{plural} "
+            f"({run.episodes:,} real episodes)")
 
 
 def _label(experiment: Experiment | None, experiments: list[Experiment]) -> str:
@@ -91,6 +98,7 @@ def carracing_section(experiments: list[Experiment]) -> str:
                 for entry in experiment.later_rounds:
                     rows.append([f"{paper['method']}, after iterative round {entry['round']} ({ROUND_NOTE})", "—"]
                                 + [score(round_real(entry)) if other is experiment else "—" for other in runs])
+            rows += _finetune_rows(runs, "carracing", paper["method"])
     return (f"### CarRacing\n\n{table(header, rows)}\n\nSolved: an average of {CARRACING_SOLVED} or more. "
             "Cells: mean ± std (episodes). The paper ran gym 0.9's CarRacing-v0; this project runs gymnasium's "
             "CarRacing-v3, which keeps the reward, frame rate and spaces but renders with pygame (pixels differ) "
@@ -126,6 +134,23 @@ def _doom_temperature_rows(runs: list[Experiment]) -> list[list[str]]:
     return rows
 
 
+def _finetune_rows(runs: list[Experiment], task: str, method: str | None = None) -> list[list[str]]:
+    """The real fine-tunings of `task`'s full Cs, each after the paper's `method` (Doom: its dream's τ), the
+    paper's columns blank and its real score in its own experiment's column (Doom's: a dream and a real column
+    per experiment, and two of the paper's)."""
+    dream_columns = 1 if task == "doom" else 0
+    rows = []
+    for experiment in runs:
+        for run in experiment.finetuned:
+            if run.task == task and run.variant == "full":
+                label = method or f"{run.start.temperature:.2f}"
+                cells = [f"{label}, {finetune_label(run)}"] + ["—"] * (1 + dream_columns)
+                for other in runs:
+                    cells += ["—"] * dream_columns + [score(run.real) if other is experiment else "—"]
+                rows.append(cells)
+    return rows
+
+
 def _doom_other_rows(runs: list[Experiment]) -> list[list[str]]:
     """Controllers the paper has no row for (trained in real VizDoom, or an ablation), then the iterative rounds:
     each in its own experiment's columns."""
@@ -156,7 +181,7 @@ def doom_section(experiments: list[Experiment]) -> str:
     header = ["trained in the dream at τ", "paper: dream", "paper: real"]
     for experiment in runs or [None]:
         header += [f"{_label(experiment, experiments)}: dream", f"{_label(experiment, experiments)}: real"]
-    rows = _doom_temperature_rows(runs) + _doom_other_rows(runs)
+    rows = _doom_temperature_rows(runs) + _doom_other_rows(runs) + _finetune_rows(runs, "doom")
     for name, (mean, std) in DOOM_BASELINES.items():
         rows.append([name, "—", paper_score(mean, std)] + ["—", "—"] * len(runs or [None]))
     return (f"### Doom Take Cover\n\n{table(header, rows)}\n\nSolved: more than {DOOM_SOLVED} steps on average. "

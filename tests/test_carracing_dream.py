@@ -261,10 +261,12 @@ def test_sigkill_in_the_carracing_dream_and_resume_follow_the_uninterrupted_run(
 
 def test_carracing_dream_tiny_runs_every_stage_end_to_end(tmp_path):
     """The config in the test suite: real rollouts, V, M with reward and done, C in the dream with a real check,
-    one iterative round with the CarRacing audit, real scores, the report."""
+    one iterative round with the CarRacing audit, real scores, the last round's C fine-tuned for one generation in
+    the real game (--real_generations=1, 4 x 1 real episodes), the report."""
     exp = tmp_path / "crd"
     result = subprocess.run([sys.executable, "-m", "run.pipeline", "--config=carracing_dream_tiny",
-                             f"--exp_dir={exp}"], cwd=REPO, capture_output=True, text=True, timeout=1200)
+                             f"--exp_dir={exp}", "--real_generations=1", "--real_popsize=4", "--real_rollouts=1"],
+                            cwd=REPO, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     layout = experiment(exp)
     rnn = load_rnn(layout.rnn_model)
@@ -281,3 +283,34 @@ def test_carracing_dream_tiny_runs_every_stage_end_to_end(tmp_path):
     assert [row["policy"] for row in audit["rows"]] == ["full gas straight", "steer left", "steer right", "brake",
                                                         "random driving", "controller"]
     assert "carracingrnn_full_t1" in (layout.report / "README.md").read_text()
+    _assert_the_last_rounds_c_is_fine_tuned_and_reported(layout, result.stdout)
+
+
+def _assert_the_last_rounds_c_is_fine_tuned_and_reported(layout, stdout: str) -> None:
+    """The finetune stage fine-tuned round 1's C (no round did: they train in the dream only) for one real
+    generation from its CMA mean, scored it on the evaluation's 2 episodes, and the report shows it as the result
+    beside the dream-only rows."""
+    from controller.es import load_state
+    from tests.test_report import scores_problems
+
+    assert "stage 8/9 finetune: started" in stdout and "real fine-tuning: generation 1/1: best " in stdout
+    dream = layout.round(1).controller_run("carracingrnn", "full", 1.0)
+    real = dream.real_finetune
+    assert not layout.controller_run("carracingrnn", "full", 1.0).real_finetune.folder.exists()
+    history = json.loads(real.history.read_text())
+    assert [len(g["fitness"]) for g in history["generations"]] == [4]
+    np.testing.assert_array_equal(load_state(real.es_state).strategy.x0, Controller.load(dream.controller)[1])
+    evaluation = json.loads(real.evaluation("carracing").read_text())
+    assert evaluation["episodes"] == 2
+    scores = json.loads((layout.report / "scores.json").read_text())
+    assert scores_problems(scores) == []
+    [row] = [row for row in scores["rows"] if "finetune" in row]
+    assert row == {"name": "full, tau 1, round 1, dream + 1 real generation", "controller": "full",
+                   "temperature": 1.0, "round": 1, "dream": None,
+                   "real": {"mean": round(evaluation["mean"], 1), "std": round(evaluation["std"], 1), "episodes": 2},
+                   "finetune": {"generations": 1, "episodes": 4 + 2}, "result": True}  # + one evaluation
+    dream_only = [r for r in scores["rows"] if "finetune" not in r]
+    assert [r["round"] for r in dream_only] == [0, 1] and not any(r["result"] for r in dream_only)
+    report = (layout.report / "README.md").read_text()
+    assert "| World Model (V + M), full, dream of round 1 + 1 real generation (6 real episodes) | — |" in report
+    assert "#### `carracingrnn_full_t1_real`: the dream's C fine-tuned in real CarRacing" in report

@@ -61,7 +61,7 @@ def _row_problems(row: object, index: int) -> list[str]:
     if not isinstance(row, dict):
         return [f"{where}: not an object"]
     problems = [f"{where}: missing {key}" for key in ("name", "dream", "real", "result") if key not in row]
-    unknown = set(row) - {"name", "controller", "temperature", "round", "dream", "real", "result"}
+    unknown = set(row) - {"name", "controller", "temperature", "round", "dream", "real", "finetune", "result"}
     problems += [f"{where}: unknown fields {sorted(unknown)}"] if unknown else []
     if not isinstance(row.get("name"), str) or not isinstance(row.get("result"), bool):
         problems.append(f"{where}: name must be a string and result a boolean")
@@ -69,6 +69,10 @@ def _row_problems(row: object, index: int) -> list[str]:
         problems.append(f"{where}: temperature must be a number")
     if "round" in row and not (isinstance(row["round"], int) and row["round"] >= 0):
         problems.append(f"{where}: round must be an integer >= 0")
+    finetune = row.get("finetune")  # a C fine-tuned in the real game after the dream (--real_generations)
+    if finetune is not None and not (isinstance(finetune, dict) and set(finetune) == {"generations", "episodes"}
+                                     and all(isinstance(v, int) and v > 0 for v in finetune.values())):
+        problems.append(f"{where}: finetune must be {{generations, episodes}}, whole numbers > 0")
     problems += _score_problems(row.get("dream"), f"{where}.dream") + _score_problems(row.get("real"), f"{where}.real")
     if row.get("dream") is None and row.get("real") is None:
         problems.append(f"{where}: neither a dream nor a real score")
