@@ -79,7 +79,7 @@ class ControllerTrainConfig:
     real_eval_episodes: int = 8  # episodes of each of those real checks, and of the real fine-tuning's evaluations
     real_generations: int = 0  # in a dream: afterwards, this many CMA-ES generations in the real game, from the
     # dream's CMA mean, as a run of its own (`<dream run>_real/`); 0: the dream alone
-    real_popsize: int = 16  # the real fine-tuning's population (a real episode costs ~1000x a dream)
+    real_popsize: int = 16  # the real fine-tuning's population (smaller: real episodes cost far more than dreams)
     real_rollouts: int = 4  # real episodes per candidate in the real fine-tuning
     real_sigma: float | None = None  # the real fine-tuning's initial step size; None: the dream run's final sigma
     episode_timeout: float = 900.0  # seconds before a real-episode worker is presumed hung
