@@ -314,3 +314,16 @@ def _assert_the_last_rounds_c_is_fine_tuned_and_reported(layout, stdout: str) ->
     report = (layout.report / "README.md").read_text()
     assert "| World Model (V + M), full, dream of round 1 + 1 real generation (6 real episodes) | — |" in report
     assert "#### `carracingrnn_full_t1_real`: the dream's C fine-tuned in real CarRacing" in report
+    # the same command again skips the stage; another --real_generations runs it again, and only it
+    from run.pipeline_config import load_config
+    from run.pipeline_stages import PIPELINE, same_settings
+
+    stages = {stage.name: stage for stage in PIPELINE}
+    recorded = json.loads(layout.pipeline_record.read_text())["stages"]
+    for generations, same in ((1, True), (2, False)):
+        config = load_config("carracing_dream_tiny", real_generations=generations, real_popsize=4,
+                             real_rollouts=1).resolved()
+        assert stages["finetune"].complete(layout, config) is same
+        for name in ("controller", "evaluate", "iterate", "finetune"):
+            now = stages[name].settings(layout, config)
+            assert same_settings(recorded[name]["settings"], now) is (same or name != "finetune"), name
