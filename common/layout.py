@@ -90,6 +90,7 @@ class ExperimentLayout:
     controller/ one folder per trained controller (`ControllerRun`), and `<folder>_real/` beside a dream-trained
                 one fine-tuned in the real game
     iterate/    round_NN/, each an experiment folder of its own (run.iterate)
+    temperature_sweep/  run.temperature_sweep's experiment folder (V and M copied from the last round)
     report/     Markdown report and its PNGs
     web/        the dream as a static web page (run.export_web)
     pipeline.json  the pipeline's settings and stage times
@@ -188,6 +189,17 @@ class ExperimentLayout:
     def temperature_table(self, suffix: str = ".json") -> Path:
         """run.temperature_sweep's table, `.json` (data) or `.md`."""
         return (self.report / "temperature_table").with_suffix(suffix)
+
+    @property
+    def temperature_sweep(self) -> ExperimentLayout:
+        """run.temperature_sweep's own experiment folder: V, M and the start frames copied from the world model
+        it sweeps (the last iterative round's), and one controller folder per tau."""
+        return ExperimentLayout(self.root / "temperature_sweep")
+
+    @property
+    def world_model_record(self) -> Path:
+        """Which round's V and M a derived folder (the temperature sweep's) holds, with their SHA-256."""
+        return self.root / "world_model.json"
 
     def round(self, k: int) -> ExperimentLayout:
         """Iterative round k's experiment folder; round 0 is this experiment itself."""

@@ -59,6 +59,7 @@ class Experiment:
     params: dict[str, int | str]  # vae, rnn -> count, or a reason it is missing
     iterate_config: dict  # run.iterate's settings (empty when it did not run)
     rounds: list[dict]  # run.iterate's rounds, round 0 first (empty when it did not run)
+    sweep: list[dict] = dataclasses.field(default_factory=list)  # run.temperature_sweep's rows (empty: not run)
 
     @property
     def root(self) -> Path:
@@ -172,7 +173,13 @@ def load_experiment(exp_dir: str | os.PathLike) -> Experiment:
         runs += [run for run in _controller_results(layout.round(last), last) if run.start]
     return Experiment(layout=layout, env=_detect_env(layout, pipeline), pipeline=pipeline,
                       controllers=[run for run in runs if not run.start], finetuned=[run for run in runs if run.start],
-                      params=params, iterate_config=progress.get("config", {}), rounds=rounds)
+                      params=params, iterate_config=progress.get("config", {}), rounds=rounds,
+                      sweep=(temperature_table(layout) or {}).get("rows", []))
+
+
+def sweep_record(row: dict, kind: str) -> dict:
+    """A temperature-sweep row's "dream" or "real" score as an evaluation record (mean, std, episodes)."""
+    return {"mean": row[f"{kind}_mean"], "std": row[f"{kind}_std"], "episodes": row[f"{kind}_episodes"]}
 
 
 def is_real_finetune(files: ControllerRun) -> bool:

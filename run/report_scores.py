@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from common.layout import DREAM_ENVS
-from run.report_data import ControllerResult, Experiment, portable_command, round_real
+from run.report_data import ControllerResult, Experiment, portable_command, round_real, sweep_record
 from run.report_tables import dream_record, earlier_attempts_seconds
 
 
@@ -66,6 +66,14 @@ def _round_rows(experiment: Experiment) -> list[dict[str, Any]]:
     return rows
 
 
+def _sweep_rows(experiment: Experiment) -> list[dict[str, Any]]:
+    """One row per τ of the temperature sweep (C trained from scratch in one round's dream)."""
+    return [{"name": f"full, tau {row['temperature']:g}, temperature sweep on round {row.get('round', 0)}'s M",
+             "controller": "full", "temperature": row["temperature"], "round": row.get("round", 0),
+             "dream": _score(sweep_record(row, "dream")), "real": _score(sweep_record(row, "real")),
+             "result": False} for row in experiment.sweep]
+
+
 def _final_finetune(experiment: Experiment, dream_result: str | None) -> ControllerResult | None:
     """The scored real fine-tuning of the C the run stands for (`dream_result`, or its last round's C): with
     --real_generations, the pipeline's final agent."""
@@ -111,6 +119,7 @@ def scores_record(experiment: Experiment) -> dict[str, Any]:
         next(row for run, row in finetuned if run is final)["result"] = True
     elif result is not None:
         rows[result]["result"] = True
+    rows += _sweep_rows(experiment)
     total = pipeline.get("total_seconds")
     return {"task": experiment.env, "config": pipeline.get("config_name"),
             "command": portable_command(pipeline["command"], experiment) if pipeline.get("command") else None,

@@ -17,7 +17,15 @@ from common.paper import (
     PARAMETER_COUNTS,
 )
 from common.progress import format_duration
-from run.report_data import NOT_RUN, ControllerResult, Experiment, portable, portable_command, round_real
+from run.report_data import (
+    NOT_RUN,
+    ControllerResult,
+    Experiment,
+    portable,
+    portable_command,
+    round_real,
+    sweep_record,
+)
 
 CARRACING_VARIANTS = ("full", "z", "z_hidden")  # the paper's CarRacing rows 0-2, in its table's order
 VARIANT_NAMES = {"full": "reads [z, h]", "z": "reads z only", "z_hidden": "z through 40 tanh units",
@@ -116,21 +124,46 @@ def _dream_trained(experiment: Experiment | None, tau: float) -> ControllerResul
                  if c.train_env == "doomrnn" and c.variant == "full" and _same(c.temperature, tau)), None)
 
 
+def _temperature_cells(experiment: Experiment | None, tau: float) -> list[str]:
+    """An experiment's dream and real cells at `tau`: its temperature sweep's C when it ran one (every τ on one
+    world model, from scratch), else its own full C trained at that τ."""
+    if experiment is not None and experiment.sweep:
+        row = next((row for row in experiment.sweep if _same(row["temperature"], tau)), None)
+        return [score(sweep_record(row, "dream")), score(sweep_record(row, "real"))] if row else [NOT_RUN, NOT_RUN]
+    run = _dream_trained(experiment, tau)
+    return [dream_cell(run), score(run.real) if run else NOT_RUN]
+
+
 def _doom_temperature_rows(runs: list[Experiment]) -> list[list[str]]:
     """The paper's temperature table, then any other τ this run trained at, this run's columns beside it."""
     temperatures = [row["temperature"] for row in DOOM_TEMPERATURE_TABLE]
-    extra = sorted({c.temperature for e in runs for c in e.controllers if c.train_env == "doomrnn"
-                    and c.variant == "full" and c.temperature is not None
-                    and not any(_same(c.temperature, t) for t in temperatures)})
+    trained = {c.temperature for e in runs if not e.sweep for c in e.controllers if c.train_env == "doomrnn"
+               and c.variant == "full" and c.temperature is not None}
+    trained |= {row["temperature"] for e in runs for row in e.sweep}
+    extra = sorted(tau for tau in trained if not any(_same(tau, t) for t in temperatures))
     rows = []
     for tau in temperatures + extra:
         paper = next((row for row in DOOM_TEMPERATURE_TABLE if _same(row["temperature"], tau)), None)
         cells = [f"{tau:.2f}", paper_score(paper["dream_mean"], paper["dream_std"]) if paper else "—",
                  paper_score(paper["real_mean"], paper["real_std"]) if paper else "—"]
         for experiment in runs or [None]:
-            run = _dream_trained(experiment, tau)
-            cells += [dream_cell(run), score(run.real) if run else NOT_RUN]
+            cells += _temperature_cells(experiment, tau)
         rows.append(cells)
+    return rows
+
+
+def _swept_round_zero_rows(runs: list[Experiment]) -> list[list[str]]:
+    """Where a sweep fills the τ rows, the pipeline's own C of round 0 (M trained on random data only) gets a row
+    of its own."""
+    rows = []
+    for experiment in runs:
+        temperature = ((experiment.pipeline or {}).get("config") or {}).get("temperature")
+        run = _dream_trained(experiment, temperature) if experiment.sweep and temperature else None
+        if run is not None:
+            cells = [f"{temperature:.2f}, round 0: M trained on random data only", "—", "—"]
+            for other in runs:
+                cells += [dream_cell(run), score(run.real)] if other is experiment else ["—", "—"]
+            rows.append(cells)
     return rows
 
 
@@ -181,13 +214,16 @@ def doom_section(experiments: list[Experiment]) -> str:
     header = ["trained in the dream at τ", "paper: dream", "paper: real"]
     for experiment in runs or [None]:
         header += [f"{_label(experiment, experiments)}: dream", f"{_label(experiment, experiments)}: real"]
-    rows = _doom_temperature_rows(runs) + _doom_other_rows(runs) + _finetune_rows(runs, "doom")
+    rows = (_doom_temperature_rows(runs) + _swept_round_zero_rows(runs) + _doom_other_rows(runs)
+            + _finetune_rows(runs, "doom"))
     for name, (mean, std) in DOOM_BASELINES.items():
         rows.append([name, "—", paper_score(mean, std)] + ["—", "—"] * len(runs or [None]))
     return (f"### Doom Take Cover\n\n{table(header, rows)}\n\nSolved: more than {DOOM_SOLVED} steps on average. "
             "Cells: mean ± std steps survived (episodes); real scores are the paper's 100 real rollouts. "
             "A dream score marked * is the CMA mean's last evaluation during training (the sweep, "
-            "`python -m run.temperature_sweep`, scores the final C on its own dreams).\n")
+            "`python -m run.temperature_sweep`, scores the final C on its own dreams). Where a sweep ran, its τ "
+            "rows are Cs trained from scratch with one budget in the dream of one world model (the last "
+            "iterative round's; see the temperature sweep below).\n")
 
 
 def parameter_section(experiments: list[Experiment]) -> str:

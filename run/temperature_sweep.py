@@ -2,15 +2,19 @@
 and in real VizDoom.
 
     python -m run.temperature_sweep --exp_dir=exp/doom_small --temperatures=0.1,0.5,1.0,1.15,1.3
-    python -m run.temperature_sweep --exp_dir=exp/doom_small --generations=50 --real_episodes=100
+    python -m run.temperature_sweep --exp_dir=exp/doom_small --generations=40 --popsize=32 --rollouts=8
 
-The experiment must already have V, M and the series (e.g. from `python -m run.pipeline`). For each tau:
-`controller.train --env=doomrnn --temperature=tau` (into `controller/doomrnn_<variant>_t<tau>/`, resuming its
-checkpoint; the CMA-ES settings default to the experiment's `pipeline.json`, so the pipeline's own tau is
-reused, not retrained), then the final C (the CMA mean) plays `--dream_episodes` dreams at that tau
-(`dream_evaluation.json`) and `--real_episodes` real episodes (`controller.evaluate`, `evaluation_doom.json`).
-Scores already on disk for the same C and episode count are kept, so a killed sweep resumes. Writes
-`DIR/report/temperature_table.md` and `.json` after every tau, beside the paper's numbers.
+The experiment must already have V, M and the series (e.g. from `python -m run.pipeline`). The sweep runs on one
+world model, the last iterative round's (`--round` picks another; round 0 is the random data's), in a folder of
+its own, `DIR/temperature_sweep/`, where that round's V, M and start frames are copied (`world_model.json`
+records which, with their SHA-256: a sweep never mixes two world models). For each tau, from scratch and with the
+same budget: `controller.train --env=doomrnn --temperature=tau` (into `temperature_sweep/controller/
+doomrnn_<variant>_t<tau>/`, resuming its checkpoint; the CMA-ES settings default to the experiment's
+`pipeline.json`), then the final C (the CMA mean) plays `--dream_episodes` dreams at that tau
+(`dream_evaluation.json`, in float32, the paper's dream) and `--real_episodes` real episodes
+(`controller.evaluate`, `evaluation_doom.json`). Scores already on disk for the same C and episode count are
+kept, so a killed sweep resumes. Writes `DIR/report/temperature_table.md` and `.json` after every tau, beside
+the paper's numbers.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +35,7 @@ from common.flags import ConfigFlags
 from common.layout import ControllerRun, ExperimentLayout, experiment
 from common.paper import DOOM_BASELINES, DOOM_RESOLUTION, DOOM_TEMPERATURE_TABLE, EPISODE_STEPS
 from common.seeding import derive_seed
-from common.storage import read_json, write_json, write_text
+from common.storage import atomic_path, file_digest, read_json, write_json, write_text
 from controller.es import ESConfig
 from controller.evaluate import EvaluateConfig, evaluate_controller, evaluation_seeds
 from controller.model import Controller
@@ -58,11 +63,14 @@ class SweepConfig:
     eval_rollouts: int | None = None  # dreams per such evaluation (paper: 1,024)
     max_steps: int | None = None  # dream episode cap (training and scoring); None: the pipeline's, else 2,100
     real_max_steps: int | None = None  # real episode cap; None: the pipeline's, else 2,100 (the task's)
-    dream_episodes: int = 100  # dreams scoring each final C
+    round: int | None = None  # the iterative round whose V and M the sweep uses; None: the last (0: random data)
+    dream_episodes: int = 1024  # dreams scoring each final C (the paper's evaluation count)
     real_episodes: int = 100  # real VizDoom episodes scoring each final C (paper: 100)
     workers: int | None = None  # processes playing real episodes; None: the pipeline's, else one per core
     doom_resolution: str | None = None  # real Doom's render size; None: the pipeline's, else 640x480
     seed: int | None = None  # None: the pipeline's, else 0
+    dream_bfloat16: bool = False  # train C in a dream whose matmuls run in bfloat16 (faster on AVX-512 BF16 CPUs;
+    # the final C is still scored in the float32 dream)
 
     def resolved(self, pipeline: dict[str, Any]) -> SweepConfig:
         """Fills the unset fields from the pipeline's recorded config (else the paper's) and checks them."""
@@ -94,7 +102,43 @@ def _train_config(config: SweepConfig, temperature: float) -> ControllerTrainCon
     es = ESConfig(**{name: getattr(config, name) for name in ES_FIELDS}, seed=config.seed)
     return ControllerTrainConfig(env="doomrnn", controller=config.controller, es=es, workers=config.workers,
                                  temperature=temperature, max_steps=config.max_steps,
-                                 doom_resolution=config.doom_resolution)
+                                 doom_resolution=config.doom_resolution, dream_bfloat16=config.dream_bfloat16)
+
+
+def world_model_files(layout: ExperimentLayout) -> dict[str, Path]:
+    """What a dream needs from an experiment folder, by the name the sweep's record gives each."""
+    return {"vae": layout.vae_model, "rnn": layout.rnn_model, "initial_z": layout.initial_z}
+
+
+def sweep_world(layout: ExperimentLayout, round_: int | None) -> tuple[int, ExperimentLayout]:
+    """The round (default: the last) whose V, M and start frames the sweep uses, and its folder."""
+    rounds = layout.rounds()
+    k = len(rounds) - 1 if round_ is None else round_
+    if not 0 <= k < len(rounds):
+        raise UserError(f"--round={round_}: {layout.root} has rounds 0 to {len(rounds) - 1}")
+    for path in world_model_files(rounds[k]).values():
+        if not path.exists():
+            raise UserError(f"{path}: not found; the sweep needs V, M and the series (python -m run.pipeline)")
+    return k, rounds[k]
+
+
+def prepare_sweep_folder(layout: ExperimentLayout, k: int, world: ExperimentLayout) -> ExperimentLayout:
+    """`DIR/temperature_sweep/` holding copies of round k's V, M and start frames (`world_model.json` records
+    them); a folder already holding another world model is refused, so one table never mixes two."""
+    sweep = layout.temperature_sweep
+    sources = world_model_files(world)
+    record = {"round": k, "sha256": {name: file_digest(path) for name, path in sources.items()}}
+    recorded = read_json(sweep.world_model_record) if sweep.world_model_record.exists() else None
+    if recorded is not None and recorded != record:
+        raise UserError(f"{sweep.root}: swept another world model (round {recorded.get('round')}, or a since "
+                        "retrained M); remove that folder to sweep this one")
+    for name, target in world_model_files(sweep).items():
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(target, suffix=target.suffix) as tmp:
+                shutil.copyfile(sources[name], tmp)
+    write_json(sweep.world_model_record, record)
+    return sweep
 
 
 def dream_seeds(seed: int, episodes: int) -> np.ndarray:
@@ -180,8 +224,11 @@ def write_table(layout: ExperimentLayout, rows: list[dict], config: SweepConfig)
             "episodes in parentheses) in the dream at the same τ and in real VizDoom. Paper columns: "
             "its temperature table (100 real rollouts).\n\n"
             f"{table_markdown(rows)}\n\nPaper baselines in real Doom: {baselines}. Solved: > 750.\n\n"
-            f"CMA-ES here: population {config.popsize} x {config.rollouts} dreams, {config.generations} generations"
-            f" (σ0 {config.sigma}); dream episodes capped at {config.max_steps or DOOM_STEPS} steps.\n")
+            f"World model: iterative round {rows[0]['round'] if rows else '—'}'s V and M (round 0: random data "
+            f"only). Every τ trains from scratch with the same budget: CMA-ES population {config.popsize} x "
+            f"{config.rollouts} dreams, {config.generations} generations (σ0 {config.sigma})"
+            f"{', matmuls in bfloat16 while training' if config.dream_bfloat16 else ''}; dream episodes capped at "
+            f"{config.max_steps or DOOM_STEPS} steps.\n")
     write_text(md_path, text)
     return md_path, json_path
 
@@ -193,23 +240,23 @@ def run_sweep(exp_dir: str | os.PathLike, config: SweepConfig = SweepConfig(), v
     if pipeline.get("env", "doom") != "doom":
         raise UserError(f"{layout.root}: a {pipeline['env']} experiment; the temperature sweep is Doom's")
     config = config.resolved(pipeline)
-    for name in (layout.vae_model, layout.rnn_model, layout.initial_z):
-        if not name.exists():
-            raise UserError(f"{name}: not found; the sweep needs V, M and the series (python -m run.pipeline)")
+    k, world = sweep_world(layout, config.round)
+    sweep = prepare_sweep_folder(layout, k, world)
 
     say = print if verbose else (lambda *args, **kwargs: None)
+    say(f"sweep: round {k}'s world model, in {sweep.root}")
     rows: list[dict] = []
     for tau in config.temperatures:
         say(f"sweep: tau {tau:g}: training C in the dream ({config.generations} generations)")
-        folder = train_controller(layout.root, _train_config(config, tau), verbose=verbose)
+        folder = train_controller(sweep.root, _train_config(config, tau), verbose=verbose)
         path = ControllerRun(folder).controller
         history = read_json(ControllerRun(folder).history)
         dream_evals = [e for e in history.get("evaluations", []) if "mean" in e]
-        dream = dream_score(layout.root, path, tau, config.dream_episodes, config.seed, config.max_steps)
+        dream = dream_score(sweep.root, path, tau, config.dream_episodes, config.seed, config.max_steps)
         say(f"sweep: tau {tau:g}: dream {dream['mean']:.0f} ± {dream['std']:.0f} over {dream['episodes']} dreams")
-        real = real_score(layout.root, path, config, verbose)
+        real = real_score(sweep.root, path, config, verbose)
         say(f"sweep: tau {tau:g}: real {real['mean']:.0f} ± {real['std']:.0f} over {real['episodes']} episodes")
-        row = {"temperature": tau, "controller": str(folder.relative_to(layout.root)),
+        row = {"temperature": tau, "round": k, "controller": str(folder.relative_to(layout.root)),
                "generations": len(history.get("generations", [])),
                "dream_mean": dream["mean"], "dream_std": dream["std"], "dream_episodes": dream["episodes"],
                "real_mean": real["mean"], "real_std": real["std"], "real_episodes": real["episodes"]}

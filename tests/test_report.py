@@ -2,6 +2,7 @@
 lack pieces, and with bad input; and the committed results/*/ folders: reports that read complete on GitHub (no
 machine path, no link out of the folder or to a missing file) and scores.json in RESULTS.md's format."""
 
+import hashlib
 import json
 import re
 import shutil
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from common.errors import UserError
 from run.report import NOT_RUN, ReportConfig, write_report
 from run.results_table import RESULTS_BEGIN, RESULTS_END, replace_block, results_table
 from run.temperature_sweep import SweepConfig, run_sweep
@@ -211,12 +213,20 @@ def test_missing_pieces_are_shown_as_not_run_and_several_experiments_make_one_re
 
 
 def test_temperature_sweep_trains_scores_and_tabulates_each_tau(doom_tiny, tmp_path):
+    """The sweep trains C from scratch at each tau in the last round's dream, in a folder of its own that holds
+    copies of that round's V and M, and leaves the pipeline's own controllers alone."""
     exp_dir = tmp_path / "sweep"
     shutil.copytree(doom_tiny, exp_dir)
     before = (exp_dir / CONTROLLER / "evaluation_doom.json").read_text()
     rows = run_sweep(exp_dir, SweepConfig(temperatures=(0.5, 1.15), dream_episodes=6, real_episodes=4),
                      verbose=False)
     assert [row["temperature"] for row in rows] == [0.5, 1.15]
+    last_round = exp_dir / "iterate" / "round_01"
+    record = json.loads((exp_dir / "temperature_sweep" / "world_model.json").read_text())
+    assert record["round"] == 1 and all(row["round"] == 1 for row in rows)
+    assert record["sha256"]["rnn"] == hashlib.sha256((last_round / "rnn" / "rnn.keras").read_bytes()).hexdigest()
+    assert (exp_dir / "temperature_sweep" / "rnn" / "rnn.keras").read_bytes() == \
+        (last_round / "rnn" / "rnn.keras").read_bytes(), "the sweep dreams with the last round's M"
     for row in rows:
         folder = exp_dir / row["controller"]
         assert row["generations"] == 2, "the CMA-ES settings default to the pipeline's"
@@ -224,19 +234,30 @@ def test_temperature_sweep_trains_scores_and_tabulates_each_tau(doom_tiny, tmp_p
         assert row["real_episodes"] == 4 and row["real_mean"] >= 1
         dream = json.loads((folder / "dream_evaluation.json").read_text())
         assert dream["mean"] == row["dream_mean"] and len(dream["scores"]) == 6
-    assert rows[0]["controller"] == "controller/doomrnn_full_t0.5"
-    assert (exp_dir / "controller/doomrnn_full_t0.5/evaluation_doom.json").is_file()
+    assert rows[0]["controller"] == "temperature_sweep/controller/doomrnn_full_t0.5"
+    assert rows[1]["controller"] == "temperature_sweep/controller/doomrnn_full_t1.15", "every tau from scratch"
+    assert (exp_dir / "temperature_sweep/controller/doomrnn_full_t0.5/evaluation_doom.json").is_file()
     assert (exp_dir / CONTROLLER / "evaluation_doom.json").read_text() == before, \
-        "the pipeline's own tau is neither retrained nor replayed"
+        "the pipeline's own controllers are neither retrained nor replayed"
     table = json.loads((exp_dir / "report" / "temperature_table.json").read_text())
     assert table["rows"] == rows
     markdown = (exp_dir / "report" / "temperature_table.md").read_text()
     assert "| 0.50 | 2,060 ± 277 | 196 ± 50 |" in markdown and "| 1.15 | 918 ± 546 | 1,092 ± 556 |" in markdown
+    assert "round 1's V and M" in markdown
     report = write_report(ReportConfig(exp_dirs=(str(exp_dir),))).read_text()
     assert "| 0.50 | 2,060 ± 277 | 196 ± 50 |" in report.split("### Temperature sweep")[1]
-    # the Doom table now shows the sweep's dream score (no *) at tau 0.5
+    # the Doom table shows the sweep's scores at each tau, and the pipeline's round-0 C on a row of its own
     assert f"| 0.50 | 2,060 ± 277 | 196 ± 50 | {rows[0]['dream_mean']:,.0f} ± {rows[0]['dream_std']:,.0f} (6) |" \
         in report
+    assert "| 1.15, round 0: M trained on random data only |" in report
+    scores = json.loads((exp_dir / "report" / "scores.json").read_text())
+    swept = [row for row in scores["rows"] if "temperature sweep" in row["name"]]
+    assert [row["temperature"] for row in swept] == [0.5, 1.15] and not any(row["result"] for row in swept)
+    [result] = [row for row in scores["rows"] if row["result"]]
+    assert result["round"] == 1 and "sweep" not in result["name"], "the run still stands for its last round"
+    with pytest.raises(UserError, match="swept another world model"):
+        run_sweep(exp_dir, SweepConfig(temperatures=(0.5,), round=0, dream_episodes=6, real_episodes=4),
+                  verbose=False)
 
 
 @pytest.mark.parametrize("module, args, message", [
