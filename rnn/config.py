@@ -30,6 +30,8 @@ class RNNTrainConfig:
     # them: leaving the playfield ends its episodes)
     predict_reward: bool = False  # a reward output (the CarRacing dream pays it); none in the paper's Ms
     reward_weight: float = 1.0  # weight of the reward's squared error in the loss (z NLL and death have 1)
+    reward_overestimate_weight: float = 1.0  # k: errors where M's reward exceeds the real one weigh k times (1:
+    # the plain squared error, M predicts the expected reward; > 1: a pessimistic reward the dream's C cannot milk)
     num_mixtures: int = NUM_MIXTURES  # Gaussians per latent dimension (paper)
     learning_rate: float = 1e-3  # Adam's starting rate (2018 code)
     min_learning_rate: float = 1e-5  # the rate it decays to
@@ -59,7 +61,7 @@ class RNNTrainConfig:
                      "checkpoint_every", "log_every"):
             if getattr(config, name) < 1:
                 raise UserError(f"--{name}={getattr(config, name)}: must be at least 1")
-        for name in ("learning_rate", "grad_clip", "restart_weight", "reward_weight"):
+        for name in ("learning_rate", "grad_clip", "restart_weight", "reward_weight", "reward_overestimate_weight"):
             value = getattr(config, name)
             if not (value > 0 and math.isfinite(value)):
                 raise UserError(f"--{name}={value}: must be a positive number")

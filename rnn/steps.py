@@ -38,15 +38,18 @@ def sample_z(mu: tf.Tensor, logvar: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
 
 
 def loss_sums(model: MDNRNN, batch: dict[str, tf.Tensor], seed: tf.Tensor, initial_state: Any = None,
-              restart_weight: float = 10.0,
-              reward_weight: float = 1.0) -> tuple[dict[str, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
+              restart_weight: float = 10.0, reward_weight: float = 1.0,
+              reward_overestimate_weight: float = 1.0) -> tuple[dict[str, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
     """Teacher forcing on one batch (see rnn.data): sums and counts of the z NLL (`mixture_nll_sum`, over valid
     steps and dimensions), of the weighted death cross-entropy (over real steps) and, for an M with a reward
     output, of `reward_weight` x its squared error, and the final LSTM state.
 
     The reward loss is the squared error (its minimiser is the expected reward, what a dream's return needs) over
     the steps that did not end the episode: an ending's reward (CarRacing's -100 for leaving the playfield) is the
-    death output's to predict, and would dominate a squared error 1,000 times over."""
+    death output's to predict, and would dominate a squared error 1,000 times over. With
+    `reward_overestimate_weight` k > 1, errors where M's reward exceeds the real one weigh k times: the minimiser
+    is then an expectile below the mean, a pessimistic reward where M is unsure, which is where a controller
+    trained in the dream finds returns the game does not pay (a JAX reimplementation used k = 5)."""
     z = sample_z(batch["mu"], batch["logvar"], seed)
     inputs = {"z": z[:, :-1], "action": batch["action"], "restart": batch["restart"]}
     outputs, state = model(inputs, initial_state=initial_state, training=True)
@@ -61,7 +64,8 @@ def loss_sums(model: MDNRNN, batch: dict[str, tf.Tensor], seed: tf.Tensor, initi
                                     restart_weight) * count
     if getattr(model, "predict_reward", False):
         mask = batch["step_mask"] * (1.0 - batch["done"])
-        error = tf.square(outputs["reward"] - batch["reward"])
+        difference = outputs["reward"] - batch["reward"]
+        error = tf.square(difference) * tf.where(difference > 0, reward_overestimate_weight, 1.0)
         sums["reward"] = reward_weight * tf.reduce_sum(error * mask)
         sums["reward_count"] = tf.reduce_sum(mask)
     return sums, state
@@ -93,7 +97,8 @@ def make_train_step(model: MDNRNN, optimizer: keras.optimizers.Optimizer, step: 
             keep = 1.0 - batch["reset"]
             initial = (carried[0] * keep, carried[1] * keep)  # truncated backprop: the state is a constant
         with tf.GradientTape() as tape:
-            sums, state = loss_sums(model, batch, seed, initial, config.restart_weight, config.reward_weight)
+            sums, state = loss_sums(model, batch, seed, initial, config.restart_weight, config.reward_weight,
+                                    config.reward_overestimate_weight)
             losses = mean_losses(sums)
         gradients = tape.gradient(losses["total"], variables)
 
@@ -108,12 +113,13 @@ def make_train_step(model: MDNRNN, optimizer: keras.optimizers.Optimizer, step: 
     return train_step
 
 
-def make_eval_step(model: MDNRNN, reward_weight: float = 1.0) -> Callable:
+def make_eval_step(model: MDNRNN, reward_weight: float = 1.0, reward_overestimate_weight: float = 1.0) -> Callable:
     """A compiled forward pass on a validation batch -> `loss_sums` (any batch and sequence length)."""
 
     @tf.function(reduce_retracing=True)
     def eval_step(batch: dict[str, tf.Tensor], seed: tf.Tensor) -> dict[str, tf.Tensor]:
-        return loss_sums(model, batch, seed, reward_weight=reward_weight)[0]
+        return loss_sums(model, batch, seed, reward_weight=reward_weight,
+                         reward_overestimate_weight=reward_overestimate_weight)[0]
 
     return eval_step
 

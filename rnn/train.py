@@ -228,7 +228,7 @@ class Validation:
                  resumed: bool):
         self.layout, self.model, self.batches, self.config, self.writer, self.log = (layout, model, batches,
                                                                                     config, writer, log)
-        self.eval_step = make_eval_step(model, config.reward_weight)
+        self.eval_step = make_eval_step(model, config.reward_weight, config.reward_overestimate_weight)
         self.stop_metric = "restart" if config.predict_done else "z_nll"
         history = read_json(layout.rnn_validation) if resumed and layout.rnn_validation.exists() else []
         self.history = [h for h in history if h["step"] <= start]

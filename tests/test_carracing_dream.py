@@ -110,6 +110,30 @@ def test_reward_and_done_outputs_learn_a_known_function(trained_m, tmp_path):
     assert history[-1]["reward"] < 0.1 * history[0]["reward"]  # validation reward loss fell tenfold
 
 
+def test_reward_overestimates_weigh_k_times_in_the_loss(trained_m):
+    """The reward loss against a hand computation: squared errors on steps that did not end the episode, those
+    where M's reward is above the real one weighted by k (`--reward_overestimate_weight`), k = 1 the plain one."""
+    import tensorflow as tf
+
+    from rnn.data import EpisodeBatches, load_series
+    from rnn.steps import loss_sums, sample_z
+
+    rnn = load_rnn(experiment(trained_m).rnn_model)
+    data = load_series(experiment(trained_m).series)
+    batch = {k: tf.constant(v) for k, v in EpisodeBatches(data, range(8), 8, 32, seed=0).batch(0).items()}
+    seed = tf.constant([3, 4], tf.int64)
+    z = sample_z(batch["mu"], batch["logvar"], seed)  # the draw loss_sums makes with this seed
+    outputs, _ = rnn({"z": z[:, :-1], "action": batch["action"], "restart": batch["restart"]})
+    difference = outputs["reward"].numpy() - batch["reward"].numpy()
+    mask = batch["step_mask"].numpy() * (1.0 - batch["done"].numpy())
+    assert 0 < (difference * mask > 0).sum() < mask.sum(), "both signs occur on this batch"
+    for k in (1.0, 5.0):
+        sums, _ = loss_sums(rnn, batch, seed, reward_overestimate_weight=k)
+        weights = np.where(difference > 0, k, 1.0)
+        np.testing.assert_allclose(sums["reward"].numpy(), np.sum(difference**2 * weights * mask), rtol=1e-5)
+        assert sums["reward_count"].numpy() == mask.sum()
+
+
 def test_paper_ms_keep_their_sizes_and_a_model_saved_before_reward_loads(tmp_path):
     assert parameter_count(MDNRNN(z_size=32, action_size=3, hidden_size=256)) == 422_368
     assert parameter_count(MDNRNN(z_size=64, action_size=1, hidden_size=512, predict_done=True)) == 1_678_785
