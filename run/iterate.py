@@ -8,8 +8,9 @@ by `run.pipeline --config=doom_small`; for CarRacing the full [z, h] C trained i
 in DIR/iterate/round_k/, an experiment folder of its own:
   rollouts/  real episodes of round k-1's controller, with random held actions mixed in (`--explore`) in a
              share of them (`--explore_episodes`)
-  holes/<policy>/ (Doom, `--hole_episodes`) real episodes of each fixed policy round k-1's audit flagged as
-             a hole (e.g. always_right), so M learns what the game really does there, not only where C went
+  holes/<policy>/ (`--hole_episodes`) real episodes of each fixed policy round k-1's audit flagged as
+             a hole (e.g. Doom's always_right, CarRacing's full_gas), so M learns what the game really does
+             there, not only where C went
   series/    their encoding by V (V stays round 0's) plus links to every earlier round's series
   rnn/       M fine-tuned from round k-1's weights on all series so far
   controller/doomrnn_full_t<tau>/ (Doom: C retrained in the new dream) or carracing_full/ (CarRacing: C retrained

@@ -20,7 +20,7 @@ from controller.train import FINETUNE_FIELDS, ControllerTrainConfig, train_contr
 from rnn.model import load_rnn
 from rnn.train import RNNTrainConfig, train_rnn
 from run.collect import CollectConfig, collect_rollouts
-from run.dream_audit import POLICY_NAMES, AuditConfig, audit_dream
+from run.dream_audit import TASK_POLICIES, AuditConfig, audit_dream
 from vae.encode import encode_rollouts
 
 TRAIN_ENV = {"doom": "doomrnn", "carracing": "carracing"}
@@ -44,7 +44,7 @@ class IterateConfig:
     generations: tuple[int, ...] = (40,)  # CMA-ES generations of C per round (20,60: the last value repeats)
     eval_episodes: int = EVAL_EPISODES  # real episodes scoring each round's controller
     audit_episodes: int = 0  # Doom: episodes per policy of a dream audit after each round (0: none)
-    hole_episodes: int = 0  # Doom: real episodes of each fixed policy the last audit flagged as a hole (0: none)
+    hole_episodes: int = 0  # real episodes of each fixed policy the last audit flagged as a hole (0: none)
     workers: int = 2  # processes playing real episodes
     backend: str = "processes"  # where real episodes run: processes (this machine) or ray (a Ray cluster's nodes)
     ray_address: str | None = None  # --backend=ray: auto joins the cluster `ray start` runs; HOST:PORT a given
@@ -73,9 +73,9 @@ class IterateConfig:
                 raise UserError(f"--{name}={getattr(self, name)}: must be in [0, 1]")
         if self.hole_episodes < 0:
             raise UserError(f"--hole_episodes={self.hole_episodes}: must be at least 0")
-        if self.hole_episodes and not (self.env == "doom" and self.audit_episodes):
-            raise UserError(f"--hole_episodes={self.hole_episodes}: needs the Doom dream audit "
-                            "(--env=doom and --audit_episodes >= 1), which names the holes")
+        if self.hole_episodes and not (self.in_dream and self.audit_episodes):
+            raise UserError(f"--hole_episodes={self.hole_episodes}: needs the dream audit (C trained in a dream "
+                            "and --audit_episodes >= 1), which names the holes")
         return dataclasses.replace(self, max_steps=self.max_steps or EPISODE_STEPS[self.env])
 
     @property
@@ -141,21 +141,23 @@ def _link_series(base: ExperimentLayout, k: int) -> None:
             _link(path, series / f"ep_r{j:02d}_{path.parent.parent.name}_{path.name}")
 
 
-def flagged_holes(layout: ExperimentLayout) -> list[str]:
-    """The fixed policies (controller.policies names) that the experiment's dream audit flagged as holes."""
+def flagged_holes(layout: ExperimentLayout, env: str = "doom") -> list[str]:
+    """The fixed policies (envs.policies names) that the experiment's dream audit flagged as holes (the controller
+    is not one: its episodes are each round's collection)."""
     rows = read_json(layout.dream_audit)["rows"] if layout.dream_audit.exists() else []
-    return [POLICY_NAMES[row["policy"]] for row in rows if row["hole"] and row["policy"] in POLICY_NAMES]
+    names = TASK_POLICIES[env]
+    return [names[row["policy"]] for row in rows if row["hole"] and row["policy"] in names]
 
 
 def _collect_holes(base: ExperimentLayout, k: int, config: IterateConfig, say) -> list[str]:
     """Round k's real episodes of every fixed policy round k-1's audit flagged, each encoded by round 0's V."""
-    holes = flagged_holes(base.round(k - 1)) if config.hole_episodes else []
+    holes = flagged_holes(base.round(k - 1), config.env) if config.hole_episodes else []
     for index, policy in enumerate(holes):
         say(f"iterate: round {k}: {config.hole_episodes} real episodes of '{policy}', a hole in round {k - 1}'s "
             "dream")
         folder = experiment(base.round(k).holes(policy))
         collect_rollouts(folder.root, CollectConfig(
-            env="doom", episodes=config.hole_episodes, workers=config.workers, backend=config.backend,
+            env=config.env, episodes=config.hole_episodes, workers=config.workers, backend=config.backend,
             ray_address=config.ray_address, seed=derive_seed(config.seed, k, 3, index), max_steps=config.max_steps,
             policy=policy,
             doom_resolution=config.doom_resolution), verbose=False)

@@ -188,9 +188,9 @@ def _check_iterate(iterate: IterateConfig, env: str, controller_env: str, varian
                         "number >= 1 per round, separated by commas")
     if iterate.hole_episodes < 0:
         raise UserError(f"--iterate_hole_episodes={iterate.hole_episodes}: must be at least 0")
-    if iterate.hole_episodes and not (env == "doom" and iterate.audit_episodes):
-        raise UserError(f"--iterate_hole_episodes={iterate.hole_episodes}: needs Doom's dream audit "
-                        "(--iterate_audit_episodes >= 1), which names the holes")
+    if iterate.hole_episodes and not (controller_env in DREAM_ENVS and iterate.audit_episodes):
+        raise UserError(f"--iterate_hole_episodes={iterate.hole_episodes}: needs the dream audit (C trained in a "
+                        "dream and --iterate_audit_episodes >= 1), which names the holes")
 
 
 def _all_but(path: str, config_class: type, keep: Sequence[str]) -> set[str]:

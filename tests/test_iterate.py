@@ -15,6 +15,7 @@ import pytest
 from absl import flags
 
 from common.errors import UserError
+from common.layout import experiment
 from controller.es import ESConfig
 from controller.train import ControllerTrainConfig, train_controller
 from run.dream_audit import FIXED_POLICIES, AuditConfig, audit_dream
@@ -114,8 +115,24 @@ def test_a_round_adds_real_episodes_of_the_holes_its_audit_flagged(round_zero):
     validation = json.loads((folder / "rnn" / "split.json").read_text())["validation"]
     assert all(name.startswith("ep0") for name in validation), "M is still picked on the controller's play"
     assert "| 1 | + round 0 controller + always_right" in (round_zero / "report" / "iterate.md").read_text()
-    with pytest.raises(UserError, match="--hole_episodes=2: needs the Doom dream audit"):
+    with pytest.raises(UserError, match="--hole_episodes=2: needs the dream audit"):
         IterateConfig(hole_episodes=2).validated()
+    with pytest.raises(UserError, match="--hole_episodes=2: needs the dream audit"):
+        IterateConfig(env="carracing", hole_episodes=2, audit_episodes=2).validated()  # C in the real game
+
+
+def test_carracing_holes_name_the_audits_driving_policies(tmp_path):
+    """A CarRacing audit's flagged probes map to the collection policies a round plays for real."""
+    from common.storage import write_json
+    from run.iterate_rounds import flagged_holes
+
+    layout = experiment(tmp_path)
+    write_json(layout.dream_audit, {"rows": [
+        {"policy": "full gas straight", "hole": True}, {"policy": "steer left", "hole": False},
+        {"policy": "steer right", "hole": True}, {"policy": "controller", "hole": True}]})
+    assert flagged_holes(layout, "carracing") == ["full_gas", "steer_right"]
+    assert flagged_holes(layout, "doom") == []
+    IterateConfig(env="carracing", controller_env="carracingrnn", hole_episodes=2, audit_episodes=2).validated()
 
 
 def test_carracing_rounds_fine_tune_m_on_the_controllers_episodes_and_retrain_c_in_the_real_game(tmp_path):

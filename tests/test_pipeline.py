@@ -295,7 +295,7 @@ def test_a_config_can_be_a_copied_and_edited_file(tmp_path):
     (["--config=doom_tiny", "--iterate_rounds=2", "--iterate_generations=20,x"], "--iterate_generations=20,x"),
     (["--config=carracing_tiny", "--iterate_rounds=1", "--controller=z"], "--iterate_rounds needs the full C"),
     (["--config=doom_tiny", "--iterate_hole_episodes=50", "--iterate_audit_episodes=0"],
-     "needs Doom's dream audit"),
+     "needs the dream audit"),
     (["--config=carracing_tiny", "--real_generations=2"], "--real_generations=2: fine-tunes a C trained in a dream"),
 ])
 def test_bad_input_gives_one_error_line_and_exit_2(tmp_path, args, message):
