@@ -20,32 +20,28 @@ the paper's numbers.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from absl import logging
 
 from common.errors import UserError, run_main
 from common.flags import ConfigFlags
 from common.layout import ControllerRun, ExperimentLayout, experiment
 from common.paper import DOOM_BASELINES, DOOM_RESOLUTION, DOOM_TEMPERATURE_TABLE, EPISODE_STEPS
-from common.seeding import derive_seed
-from common.storage import atomic_path, file_digest, read_json, write_json, write_text
+from common.storage import read_json, write_json, write_text
 from controller.es import ESConfig
-from controller.evaluate import EvaluateConfig, evaluate_controller, evaluation_seeds
-from controller.model import Controller
+from controller.evaluate import EvaluateConfig
 from controller.pretrained import define_experiment_flags, experiment_from_flags
 from controller.train import ControllerTrainConfig, train_controller
-from envs.dream import load_dream
+from run import controller_scores
+from run.controller_scores import dream_score
+from run.world_copy import copy_world, round_world
 
 PAPER_TEMPERATURES = tuple(row["temperature"] for row in DOOM_TEMPERATURE_TABLE)  # the paper's table's taus
 DOOM_STEPS = EPISODE_STEPS["doom"]  # the real game's and the dream's cap
-DREAM_EVAL_OFFSET = 2_000_003  # dream-evaluation seeds differ from CMA-ES training and evaluation seeds
 ES_FIELDS = ("popsize", "rollouts", "sigma", "generations", "eval_every", "eval_rollouts")
 
 
@@ -105,84 +101,10 @@ def _train_config(config: SweepConfig, temperature: float) -> ControllerTrainCon
                                  doom_resolution=config.doom_resolution, dream_bfloat16=config.dream_bfloat16)
 
 
-def world_model_files(layout: ExperimentLayout) -> dict[str, Path]:
-    """What a dream needs from an experiment folder, by the name the sweep's record gives each."""
-    return {"vae": layout.vae_model, "rnn": layout.rnn_model, "initial_z": layout.initial_z}
-
-
-def sweep_world(layout: ExperimentLayout, round_: int | None) -> tuple[int, ExperimentLayout]:
-    """The round (default: the last) whose V, M and start frames the sweep uses, and its folder."""
-    rounds = layout.rounds()
-    k = len(rounds) - 1 if round_ is None else round_
-    if not 0 <= k < len(rounds):
-        raise UserError(f"--round={round_}: {layout.root} has rounds 0 to {len(rounds) - 1}")
-    for path in world_model_files(rounds[k]).values():
-        if not path.exists():
-            raise UserError(f"{path}: not found; the sweep needs V, M and the series (python -m run.pipeline)")
-    return k, rounds[k]
-
-
-def prepare_sweep_folder(layout: ExperimentLayout, k: int, world: ExperimentLayout) -> ExperimentLayout:
-    """`DIR/temperature_sweep/` holding copies of round k's V, M and start frames (`world_model.json` records
-    them); a folder already holding another world model is refused, so one table never mixes two."""
-    sweep = layout.temperature_sweep
-    sources = world_model_files(world)
-    record = {"round": k, "sha256": {name: file_digest(path) for name, path in sources.items()}}
-    recorded = read_json(sweep.world_model_record) if sweep.world_model_record.exists() else None
-    if recorded is not None and recorded != record:
-        raise UserError(f"{sweep.root}: swept another world model (round {recorded.get('round')}, or a since "
-                        "retrained M); remove that folder to sweep this one")
-    for name, target in world_model_files(sweep).items():
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(target, suffix=target.suffix) as tmp:
-                shutil.copyfile(sources[name], tmp)
-    write_json(sweep.world_model_record, record)
-    return sweep
-
-
-def dream_seeds(seed: int, episodes: int) -> np.ndarray:
-    return np.array([derive_seed(seed, DREAM_EVAL_OFFSET, i) for i in range(episodes)], np.int64)
-
-
-def _read(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def dream_score(exp_dir: str | os.PathLike, controller_path: Path, temperature: float, episodes: int,
-                seed: int, max_steps: int | None = None) -> dict:
-    """The controller's mean ± std steps survived over `episodes` dreams at `temperature`, written to
-    `dream_evaluation.json` beside it (and reused while the controller file is unchanged)."""
-    out = ControllerRun(controller_path.parent).dream_evaluation
-    seeds = dream_seeds(seed, episodes)
-    stamp = controller_path.stat().st_mtime
-    cached = _read(out)
-    if cached and cached.get("seeds") == seeds.tolist() and cached.get("controller_mtime") == stamp \
-            and cached.get("temperature") == temperature and cached.get("max_steps") == (max_steps or DOOM_STEPS):
-        return cached
-    controller, params = Controller.load(controller_path)
-    dynamics = load_dream(exp_dir, temperature, max_steps or DOOM_STEPS)
-    scores = dynamics.returns(controller, np.repeat(params[None], episodes, axis=0), seeds)
-    result = {"temperature": temperature, "episodes": episodes, "mean": float(scores.mean()),
-              "std": float(scores.std()), "scores": scores.tolist(), "seeds": seeds.tolist(),
-              "max_steps": max_steps or DOOM_STEPS, "controller_file": str(controller_path),
-              "controller_mtime": stamp}
-    write_json(out, result)
-    return result
-
-
 def real_score(exp_dir: str | os.PathLike, controller_path: Path, config: SweepConfig, verbose: bool) -> dict:
     """`controller.evaluate` in real Doom, unless `evaluation_doom.json` already scores this controller file on
-    the same episodes (the cap and resolution are not recorded there: change them and delete that file)."""
-    path = ControllerRun(controller_path.parent).evaluation("doom")
-    cached = _read(path)
-    if cached and cached.get("seeds") == evaluation_seeds(config.seed, config.real_episodes).tolist() and \
-            path.stat().st_mtime >= controller_path.stat().st_mtime:
-        return cached
-    return evaluate_controller(exp_dir, EvaluateConfig(
+    the same episodes, cap and resolution."""
+    return controller_scores.real_score(exp_dir, EvaluateConfig(
         env="doom", episodes=config.real_episodes, controller_file=str(controller_path), workers=config.workers,
         seed=config.seed, max_steps=config.real_max_steps, doom_resolution=config.doom_resolution), verbose=verbose)
 
@@ -240,8 +162,8 @@ def run_sweep(exp_dir: str | os.PathLike, config: SweepConfig = SweepConfig(), v
     if pipeline.get("env", "doom") != "doom":
         raise UserError(f"{layout.root}: a {pipeline['env']} experiment; the temperature sweep is Doom's")
     config = config.resolved(pipeline)
-    k, world = sweep_world(layout, config.round)
-    sweep = prepare_sweep_folder(layout, k, world)
+    k, world = round_world(layout, config.round, "the sweep")
+    sweep = copy_world(layout.temperature_sweep, k, world, used="swept")
 
     say = print if verbose else (lambda *args, **kwargs: None)
     say(f"sweep: round {k}'s world model, in {sweep.root}")
@@ -252,7 +174,7 @@ def run_sweep(exp_dir: str | os.PathLike, config: SweepConfig = SweepConfig(), v
         path = ControllerRun(folder).controller
         history = read_json(ControllerRun(folder).history)
         dream_evals = [e for e in history.get("evaluations", []) if "mean" in e]
-        dream = dream_score(sweep.root, path, tau, config.dream_episodes, config.seed, config.max_steps)
+        dream = dream_score(sweep.root, path, tau, config.dream_episodes, config.seed, config.max_steps, "doom")
         say(f"sweep: tau {tau:g}: dream {dream['mean']:.0f} ± {dream['std']:.0f} over {dream['episodes']} dreams")
         real = real_score(sweep.root, path, config, verbose)
         say(f"sweep: tau {tau:g}: real {real['mean']:.0f} ± {real['std']:.0f} over {real['episodes']} episodes")
