@@ -91,6 +91,7 @@ class ExperimentLayout:
                 one fine-tuned in the real game
     iterate/    round_NN/, each an experiment folder of its own (run.iterate)
     temperature_sweep/  run.temperature_sweep's experiment folder (V and M copied from the last round)
+    controller_ablation/  run.controller_ablation's experiment folder (likewise)
     report/     Markdown report and its PNGs
     web/        the dream as a static web page (run.export_web)
     pipeline.json  the pipeline's settings and stage times
@@ -196,9 +197,20 @@ class ExperimentLayout:
         it sweeps (the last iterative round's), and one controller folder per tau."""
         return ExperimentLayout(self.root / "temperature_sweep")
 
+    def ablation_table(self, suffix: str = ".json") -> Path:
+        """run.controller_ablation's table, `.json` (data) or `.md`."""
+        return (self.report / "controller_ablation").with_suffix(suffix)
+
+    @property
+    def controller_ablation(self) -> ExperimentLayout:
+        """run.controller_ablation's own experiment folder: V, M and the start frames copied from the world model
+        its C's train on (the last iterative round's), and one controller folder per variant."""
+        return ExperimentLayout(self.root / "controller_ablation")
+
     @property
     def world_model_record(self) -> Path:
-        """Which round's V and M a derived folder (the temperature sweep's) holds, with their SHA-256."""
+        """Which round's V and M a derived folder (the temperature sweep's, the controller ablation's) holds, with
+        their SHA-256 (`run.world_copy`)."""
         return self.root / "world_model.json"
 
     def round(self, k: int) -> ExperimentLayout:

@@ -53,6 +53,7 @@ CARRACING_SCORES = [  # 100 random tracks, mean ± std ("Car Racing Experiment",
     {"method": "A3C (discrete)", "mean": 652, "std": 10},
     {"method": "Gym leaderboard", "mean": 838, "std": 11},
 ]
+CARRACING_CONTROLLERS = ("full", "z", "z_hidden")  # the C of CARRACING_SCORES' first three rows, in order
 CARRACING_SOLVED = 900  # average over 100 consecutive trials
 
 DOOM_TEMPERATURE_TABLE = [  # trained in the dream, 100 real rollouts ("Doom" section, temperature table)

@@ -5,12 +5,13 @@
 
 Writes `README.md`, the images it embeds and `scores.json` into the first experiment's `report/` (or `--out`):
 the real scores (mean ± std, episodes) of every trained controller in the paper's tables (CarRacing with its
-ablations, Doom with its temperature table), the temperature sweep if one was run, CMA-ES training curves, score
-histograms, V's reconstructions, a dream decoded by V, parameter counts beside the paper's, each stage's wall
-time and machine (`pipeline.json`), the dream audits, the iterative rounds and the real fine-tuning of the final C
-(`--real_generations`) beside the dream-only C. Whatever an experiment lacks is shown as "not run". The folder
-reads complete on its own: it names no absolute path and links only files written into it, so it can be committed
-as `results/<name>/` as it is (`scores.json` as RESULTS.md defines it).
+ablations, Doom with its temperature table), the temperature sweep (Doom) or the controller ablation (CarRacing)
+if one was run, CMA-ES training curves, score histograms, V's reconstructions, a dream decoded by V, parameter
+counts beside the paper's, each stage's wall time and machine (`pipeline.json`), the dream audits, the iterative
+rounds and the real fine-tuning of the final C (`--real_generations`) beside the dream-only C. Whatever an
+experiment lacks is shown as "not run". The folder reads complete on its own: it names no absolute path and links
+only files written into it, so it can be committed as `results/<name>/` as it is (`scores.json` as RESULTS.md
+defines it).
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from absl import flags, logging
 
 from common.errors import UserError, run_main
 from common.storage import write_json, write_text
+from run.controller_ablation import table_markdown as ablation_markdown
 from run.report_data import (
     NOT_RUN,
     ControllerResult,
     Experiment,
+    ablation_table,
     exp_dir_argument,
     load_experiment,
     portable,
@@ -160,8 +163,10 @@ def iterate_section(experiment: Experiment, assets: Assets) -> str:
 
 
 def experiment_section(experiment: Experiment, assets: Assets, sample: DreamSample) -> str:
-    """One experiment's part of the report: stages, V, M, C, the sweep, a dream, the audits and the rounds."""
+    """One experiment's part of the report: stages, V, M, C, the sweep (Doom) or the controller ablation
+    (CarRacing), a dream, the audits and the rounds."""
     sweep = temperature_table(experiment.layout)
+    ablation = ablation_table(experiment.layout)
     audit = _audit_text(experiment.layout.dream_audit_markdown, 2, experiment)
     parts = [f"## Experiment `{experiment.name}` ({experiment.env or 'unknown task'})\n",
              "### Stages and machine\n\n" + machine_section(experiment),
@@ -169,10 +174,20 @@ def experiment_section(experiment: Experiment, assets: Assets, sample: DreamSamp
              "### Temperature sweep\n\n" + (table_markdown(sweep.get("rows", [])) + "\n" if sweep else
                                             f"{NOT_RUN} (`python -m run.temperature_sweep "
                                             f"--exp_dir={exp_dir_argument(experiment)}`).\n"),
+             *([_ablation_section(experiment, ablation)] if experiment.env == "carracing" else []),
              "### Dream samples\n\n" + dream_section(experiment, assets, sample),
              "### Dream audit\n\n" + (audit + "\n" if audit is not None else f"{NOT_RUN} (no dream_audit.md).\n"),
              iterate_section(experiment, assets)]
     return "\n".join(parts)
+
+
+def _ablation_section(experiment: Experiment, ablation: dict | None) -> str:
+    """The controller ablation's table (CarRacing's three C's with one budget on one world model), or how to run
+    it."""
+    if not ablation:
+        return (f"### Controller ablation\n\n{NOT_RUN} (`python -m run.controller_ablation "
+                f"--exp_dir={exp_dir_argument(experiment)}`).\n")
+    return "### Controller ablation\n\n" + ablation_markdown(ablation.get("rows", [])) + "\n"
 
 
 def _prefixes(experiments: list[Experiment]) -> list[str]:

@@ -60,6 +60,7 @@ class Experiment:
     iterate_config: dict  # run.iterate's settings (empty when it did not run)
     rounds: list[dict]  # run.iterate's rounds, round 0 first (empty when it did not run)
     sweep: list[dict] = dataclasses.field(default_factory=list)  # run.temperature_sweep's rows (empty: not run)
+    ablation: list[dict] = dataclasses.field(default_factory=list)  # run.controller_ablation's rows (empty: not run)
 
     @property
     def root(self) -> Path:
@@ -99,6 +100,11 @@ def iterate_progress(layout: ExperimentLayout) -> dict:
 def temperature_table(layout: ExperimentLayout) -> dict | None:
     """run.temperature_sweep's rows (`report/temperature_table.json`)."""
     return read_json(layout.temperature_table(".json"))
+
+
+def ablation_table(layout: ExperimentLayout) -> dict | None:
+    """run.controller_ablation's rows (`report/controller_ablation.json`)."""
+    return read_json(layout.ablation_table(".json"))
 
 
 def _detect_env(layout: ExperimentLayout, pipeline: dict | None) -> str | None:
@@ -174,11 +180,15 @@ def load_experiment(exp_dir: str | os.PathLike) -> Experiment:
     return Experiment(layout=layout, env=_detect_env(layout, pipeline), pipeline=pipeline,
                       controllers=[run for run in runs if not run.start], finetuned=[run for run in runs if run.start],
                       params=params, iterate_config=progress.get("config", {}), rounds=rounds,
-                      sweep=(temperature_table(layout) or {}).get("rows", []))
+                      sweep=(temperature_table(layout) or {}).get("rows", []),
+                      ablation=(ablation_table(layout) or {}).get("rows", []))
 
 
-def sweep_record(row: dict, kind: str) -> dict:
-    """A temperature-sweep row's "dream" or "real" score as an evaluation record (mean, std, episodes)."""
+def sweep_record(row: dict, kind: str) -> dict | None:
+    """A temperature-sweep or controller-ablation row's "dream" or "real" score as an evaluation record (mean,
+    std, episodes), or None where the row has none (an ablation C trained in the real game has no dream score)."""
+    if f"{kind}_mean" not in row:
+        return None
     return {"mean": row[f"{kind}_mean"], "std": row[f"{kind}_std"], "episodes": row[f"{kind}_episodes"]}
 
 

@@ -74,6 +74,22 @@ def _sweep_rows(experiment: Experiment) -> list[dict[str, Any]]:
              "result": False} for row in experiment.sweep]
 
 
+def _ablation_rows(experiment: Experiment) -> list[dict[str, Any]]:
+    """One row per C of the controller ablation (each trained from scratch with one budget on one round's M)."""
+    rows = []
+    for row in experiment.ablation:
+        temperature = row.get("temperature")
+        where = f"tau {temperature:g}" if temperature is not None else "trained in real CarRacing"
+        record = {"name": f"{row['controller']}, {where}, controller ablation on round {row.get('round', 0)}'s M",
+                  "controller": row["controller"]}
+        if temperature is not None:
+            record["temperature"] = temperature
+        record.update(round=row.get("round", 0), dream=_score(sweep_record(row, "dream")),
+                      real=_score(sweep_record(row, "real")), result=False)
+        rows.append(record)
+    return rows
+
+
 def _final_finetune(experiment: Experiment, dream_result: str | None) -> ControllerResult | None:
     """The scored real fine-tuning of the C the run stands for (`dream_result`, or its last round's C): with
     --real_generations, the pipeline's final agent."""
@@ -119,7 +135,7 @@ def scores_record(experiment: Experiment) -> dict[str, Any]:
         next(row for run, row in finetuned if run is final)["result"] = True
     elif result is not None:
         rows[result]["result"] = True
-    rows += _sweep_rows(experiment)
+    rows += _sweep_rows(experiment) + _ablation_rows(experiment)
     total = pipeline.get("total_seconds")
     return {"task": experiment.env, "config": pipeline.get("config_name"),
             "command": portable_command(pipeline["command"], experiment) if pipeline.get("command") else None,

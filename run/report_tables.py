@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from common.layout import DREAM_ENVS, STAGES
 from common.paper import (
     ABLATION_CONTROLLER_COUNTS,
+    CARRACING_CONTROLLERS,
     CARRACING_SCORES,
     CARRACING_SOLVED,
     DOOM_BASELINES,
@@ -27,7 +28,7 @@ from run.report_data import (
     sweep_record,
 )
 
-CARRACING_VARIANTS = ("full", "z", "z_hidden")  # the paper's CarRacing rows 0-2, in its table's order
+CARRACING_VARIANTS = CARRACING_CONTROLLERS  # the paper's CarRacing rows 0-2, in its table's order
 VARIANT_NAMES = {"full": "reads [z, h]", "z": "reads z only", "z_hidden": "z through 40 tanh units",
                  "full_hidden": "the full C plus 8 tanh units on z"}
 ROUND_NOTE = "the paper's iterative procedure; M also saw the controller's real episodes"
@@ -89,6 +90,42 @@ def _label(experiment: Experiment | None, experiments: list[Experiment]) -> str:
 
 # ---- results beside the paper ----
 
+def _own_carracing_c(experiment: Experiment | None, variant: str | None) -> ControllerResult | None:
+    """The experiment's own CarRacing C of `variant` (round 0's, trained in the dream or the game)."""
+    return next((c for c in (experiment.controllers if experiment else [])
+                 if c.task == "carracing" and c.variant == variant), None)
+
+
+def _carracing_cell(experiment: Experiment | None, variant: str | None) -> str:
+    """An experiment's real score for one of the paper's C's: its controller ablation's C when it ran one (the
+    three on one world model with one budget), else its own C of that variant."""
+    if variant is None:
+        return "—"
+    if experiment is not None and experiment.ablation:
+        row = next((row for row in experiment.ablation if row["controller"] == variant), None)
+        return score(sweep_record(row, "real")) if row else NOT_RUN
+    run = _own_carracing_c(experiment, variant)
+    return score(run.real) if run else NOT_RUN
+
+
+def _ablation_note(experiment: Experiment, experiments: list[Experiment]) -> str:
+    """Where the CarRacing table's rows of the paper's C's come from when the experiment ran the ablation."""
+    rows = experiment.ablation
+    first = rows[0]
+    where = "real episodes" if first["train_env"] == "carracing" else "dreams"
+    generations = sorted({row["generations"] for row in rows})
+    budget = (f"{generations[0]:,} generation{'s' if generations[0] != 1 else ''}" if len(generations) == 1
+              else f"{generations[0]:,} to {generations[-1]:,} generations: resumed with other budgets")
+    place = ("in the real game on" if first["train_env"] == "carracing"
+             else f"in the dream (τ {first['temperature']:g}) of")
+    variants = ", ".join(f"`{row['controller']}`" for row in rows)
+    whose = f"`{experiment.name}`'s" if len(experiments) > 1 else "this run's"
+    return (f"The rows of {variants} in {whose} column are its controller ablation (`python -m "
+            "run.controller_ablation`): each C trained from scratch with one budget (CMA-ES population "
+            f"{first['popsize']} x {first['rollouts']} {where} a candidate, {budget}) {place} iterative round "
+            f"{first['round']}'s world model, then scored on real tracks; see the controller ablation below. ")
+
+
 def carracing_section(experiments: list[Experiment]) -> str:
     runs = [e for e in experiments if e.env == "carracing"]
     header = ["method (100 random tracks)", "paper"] + [_label(e, experiments) for e in runs or [None]]
@@ -96,22 +133,26 @@ def carracing_section(experiments: list[Experiment]) -> str:
     for index, paper in enumerate(CARRACING_SCORES):
         variant = CARRACING_VARIANTS[index] if index < len(CARRACING_VARIANTS) else None
         cells = [paper["method"], paper_score(paper["mean"], paper["std"])]
-        for experiment in runs or [None]:
-            run = next((c for c in (experiment.controllers if experiment else [])
-                        if c.task == "carracing" and c.variant == variant), None)
-            cells.append("—" if variant is None else score(run.real) if run else NOT_RUN)
+        cells += [_carracing_cell(experiment, variant) for experiment in runs or [None]]
         rows.append(cells)
+        for experiment in runs:  # where the ablation fills the row, the experiment's own C gets one of its own
+            own = _own_carracing_c(experiment, variant) if experiment.ablation and variant else None
+            if own is not None:
+                rows.append([f"{paper['method']}: the experiment's own C (round 0)", "—"]
+                            + [score(own.real) if other is experiment else "—" for other in runs])
         if variant == "full":
             for experiment in runs:
                 for entry in experiment.later_rounds:
                     rows.append([f"{paper['method']}, after iterative round {entry['round']} ({ROUND_NOTE})", "—"]
                                 + [score(round_real(entry)) if other is experiment else "—" for other in runs])
             rows += _finetune_rows(runs, "carracing", paper["method"])
+    notes = "".join(_ablation_note(e, experiments) for e in runs if e.ablation)
     return (f"### CarRacing\n\n{table(header, rows)}\n\nSolved: an average of {CARRACING_SOLVED} or more. "
             "Cells: mean ± std (episodes). The paper ran gym 0.9's CarRacing-v0; this project runs gymnasium's "
             "CarRacing-v3, which keeps the reward, frame rate and spaces but renders with pygame (pixels differ) "
-            "and ends an episode when the lap is complete. The ablations (z only, z + hidden) are the "
-            "`--controller=z` / `--controller=z_hidden` runs; DQN, A3C and the leaderboard are not reproduced.\n")
+            f"and ends an episode when the lap is complete. {notes}Without a controller ablation, the ablations "
+            "(z only, z + hidden) are the experiment's own `--controller=z` / `--controller=z_hidden` runs; DQN, "
+            "A3C and the leaderboard are not reproduced.\n")
 
 
 def _same(a: float | None, b: float) -> bool:
