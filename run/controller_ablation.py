@@ -41,19 +41,17 @@ from common.paper import (
     PARAMETER_COUNTS,
 )
 from common.storage import read_json, write_json, write_text
-from controller.es import ESConfig
 from controller.evaluate import EvaluateConfig
 from controller.interface import CONTROLLERS
 from controller.model import Controller
 from controller.pretrained import define_experiment_flags, experiment_from_flags
 from controller.train import ControllerTrainConfig, train_controller
 from rnn.model import load_rnn
-from run.controller_scores import dream_score, real_score
+from run.controller_scores import budget_from_pipeline, dream_score, es_config, last_cma_evaluation, real_score
 from run.world_copy import copy_world, round_world
 
 ABLATION_ENVS = ("carracingrnn", "carracing")  # C trains in M's dream, or in the real game
 CARRACING_STEPS = EPISODE_STEPS["carracing"]
-ES_FIELDS = ("popsize", "rollouts", "sigma", "generations", "eval_every", "eval_rollouts")
 DREAM_TEMPERATURE = 1.0  # CarRacing's dream at M's own distribution (the paper gives no tau for it)
 
 
@@ -103,20 +101,10 @@ class AblationConfig:
         for name in ("max_steps", "real_max_steps", "workers"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise UserError(f"--{name}={getattr(self, name)}: must be at least 1 (or left unset)")
-        filled = {}
-        for name in ES_FIELDS:
-            if getattr(self, name) is None:
-                filled[name] = pipeline.get(name, getattr(ESConfig, name))
-        for name, default in (("workers", os.cpu_count() or 1), ("seed", 0)):
-            if getattr(self, name) is None:
-                filled[name] = pipeline.get(name) or default
+        filled = budget_from_pipeline(self, pipeline, {"workers": os.cpu_count() or 1, "seed": 0})
         if self.temperature is None:
             dream_trained = pipeline.get("controller_env") == "carracingrnn"
             filled["temperature"] = (pipeline.get("temperature") if dream_trained else None) or DREAM_TEMPERATURE
-        if self.max_steps is None:
-            filled["max_steps"] = pipeline.get("controller_max_steps") or pipeline.get("max_steps")
-        if self.real_max_steps is None:
-            filled["real_max_steps"] = pipeline.get("max_steps")
         config = dataclasses.replace(self, **filled)
         for name in self.controllers:  # CMA-ES's counts and sigma, tau: one line before anything is written
             train_config(config, name, self.env or "carracingrnn").validated()
@@ -129,8 +117,8 @@ class AblationConfig:
 
 def train_config(config: AblationConfig, controller: str, env: str | None = None) -> ControllerTrainConfig:
     """One C's training: every C gets the same CMA-ES settings (budget and seed)."""
-    es = ESConfig(**{name: getattr(config, name) for name in ES_FIELDS}, seed=config.seed)
-    return ControllerTrainConfig(env=env or config.env, controller=controller, es=es, workers=config.workers,
+    return ControllerTrainConfig(env=env or config.env, controller=controller, es=es_config(config),
+                                 workers=config.workers,
                                  temperature=config.temperature, max_steps=config.max_steps,
                                  dream_bfloat16=config.dream_bfloat16)
 
@@ -228,10 +216,7 @@ def _row(layout: ExperimentLayout, folder: Path, name: str, k: int, config: Abla
            "real_mean": real["mean"], "real_std": real["std"], "real_episodes": real["episodes"]}
     if dream is not None:
         row.update(dream_mean=dream["mean"], dream_std=dream["std"], dream_episodes=dream["episodes"])
-    evaluations = [e for e in history.get("evaluations", []) if "mean" in e]
-    if evaluations:
-        row.update(cma_eval_mean=evaluations[-1]["mean"], cma_eval_std=evaluations[-1]["std"],
-                   cma_eval_episodes=evaluations[-1]["episodes"])
+    row.update(last_cma_evaluation(history))
     paper = paper_row(name)
     if paper:
         row["paper"] = paper

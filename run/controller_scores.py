@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -17,10 +18,13 @@ from common.layout import ControllerRun
 from common.paper import EPISODE_STEPS
 from common.seeding import derive_seed
 from common.storage import file_digest, write_json
+from controller.es import ESConfig
 from controller.evaluate import EvaluateConfig, evaluate_controller, evaluation_seeds
 from controller.model import Controller
 from envs.dream import load_dream
 
+# The CMA-ES settings every C of one table shares (the sweep's and the ablation's budget).
+ES_FIELDS = ("popsize", "rollouts", "sigma", "generations", "eval_every", "eval_rollouts")
 DREAM_EVAL_OFFSET = 2_000_003  # dream-evaluation seeds differ from CMA-ES training and evaluation seeds
 
 
@@ -68,3 +72,31 @@ def real_score(exp_dir: str | os.PathLike, config: EvaluateConfig, verbose: bool
             and (config.env != "doom" or cached.get("doom_resolution") == config.doom_resolution):
         return cached
     return evaluate_controller(exp_dir, config, verbose=verbose)
+
+
+def budget_from_pipeline(config: Any, pipeline: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """The unset (None) fields of a table's `config` filled from the experiment's recorded pipeline config: the
+    CMA-ES settings (else ESConfig's), `defaults`' fields (else their default), and the episode caps."""
+    filled = {name: pipeline.get(name, getattr(ESConfig, name)) for name in ES_FIELDS
+              if getattr(config, name) is None}
+    filled.update({name: pipeline.get(name) or default for name, default in defaults.items()
+                   if getattr(config, name) is None})
+    if config.max_steps is None:
+        filled["max_steps"] = pipeline.get("controller_max_steps") or pipeline.get("max_steps")
+    if config.real_max_steps is None:
+        filled["real_max_steps"] = pipeline.get("max_steps")
+    return filled
+
+
+def es_config(config: Any) -> ESConfig:
+    """The CMA-ES settings of a table's resolved `config`: the same budget and seed for every C."""
+    return ESConfig(**{name: getattr(config, name) for name in ES_FIELDS}, seed=config.seed)
+
+
+def last_cma_evaluation(history: dict[str, Any]) -> dict[str, Any]:
+    """The last evaluation of the CMA mean during training (`history.json`), as a table row's cma_eval_* fields."""
+    evaluations = [e for e in history.get("evaluations", []) if "mean" in e]
+    if not evaluations:
+        return {}
+    last = evaluations[-1]
+    return {"cma_eval_mean": last["mean"], "cma_eval_std": last["std"], "cma_eval_episodes": last["episodes"]}

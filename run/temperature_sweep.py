@@ -32,17 +32,15 @@ from common.flags import ConfigFlags
 from common.layout import ControllerRun, ExperimentLayout, experiment
 from common.paper import DOOM_BASELINES, DOOM_RESOLUTION, DOOM_TEMPERATURE_TABLE, EPISODE_STEPS
 from common.storage import read_json, write_json, write_text
-from controller.es import ESConfig
 from controller.evaluate import EvaluateConfig
 from controller.pretrained import define_experiment_flags, experiment_from_flags
 from controller.train import ControllerTrainConfig, train_controller
 from run import controller_scores
-from run.controller_scores import dream_score
+from run.controller_scores import budget_from_pipeline, dream_score, es_config, last_cma_evaluation
 from run.world_copy import copy_world, round_world
 
 PAPER_TEMPERATURES = tuple(row["temperature"] for row in DOOM_TEMPERATURE_TABLE)  # the paper's table's taus
 DOOM_STEPS = EPISODE_STEPS["doom"]  # the real game's and the dream's cap
-ES_FIELDS = ("popsize", "rollouts", "sigma", "generations", "eval_every", "eval_rollouts")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,23 +78,13 @@ class SweepConfig:
         for name in ("dream_episodes", "real_episodes"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name}={getattr(self, name)}: must be at least 1")
-        filled = {}
-        for name in ES_FIELDS:
-            if getattr(self, name) is None:
-                filled[name] = pipeline.get(name, getattr(ESConfig, name))
-        for name, default in (("workers", os.cpu_count() or 1), ("doom_resolution", DOOM_RESOLUTION), ("seed", 0)):
-            if getattr(self, name) is None:
-                filled[name] = pipeline.get(name) or default
-        if self.max_steps is None:
-            filled["max_steps"] = pipeline.get("controller_max_steps") or pipeline.get("max_steps")
-        if self.real_max_steps is None:
-            filled["real_max_steps"] = pipeline.get("max_steps")
-        return dataclasses.replace(self, **filled)
+        return dataclasses.replace(self, **budget_from_pipeline(
+            self, pipeline, {"workers": os.cpu_count() or 1, "doom_resolution": DOOM_RESOLUTION, "seed": 0}))
 
 
 def _train_config(config: SweepConfig, temperature: float) -> ControllerTrainConfig:
-    es = ESConfig(**{name: getattr(config, name) for name in ES_FIELDS}, seed=config.seed)
-    return ControllerTrainConfig(env="doomrnn", controller=config.controller, es=es, workers=config.workers,
+    return ControllerTrainConfig(env="doomrnn", controller=config.controller, es=es_config(config),
+                                 workers=config.workers,
                                  temperature=temperature, max_steps=config.max_steps,
                                  doom_resolution=config.doom_resolution, dream_bfloat16=config.dream_bfloat16)
 
@@ -173,7 +161,6 @@ def run_sweep(exp_dir: str | os.PathLike, config: SweepConfig = SweepConfig(), v
         folder = train_controller(sweep.root, _train_config(config, tau), verbose=verbose)
         path = ControllerRun(folder).controller
         history = read_json(ControllerRun(folder).history)
-        dream_evals = [e for e in history.get("evaluations", []) if "mean" in e]
         dream = dream_score(sweep.root, path, tau, config.dream_episodes, config.seed, config.max_steps, "doom")
         say(f"sweep: tau {tau:g}: dream {dream['mean']:.0f} ± {dream['std']:.0f} over {dream['episodes']} dreams")
         real = real_score(sweep.root, path, config, verbose)
@@ -182,9 +169,7 @@ def run_sweep(exp_dir: str | os.PathLike, config: SweepConfig = SweepConfig(), v
                "generations": len(history.get("generations", [])),
                "dream_mean": dream["mean"], "dream_std": dream["std"], "dream_episodes": dream["episodes"],
                "real_mean": real["mean"], "real_std": real["std"], "real_episodes": real["episodes"]}
-        if dream_evals:
-            row.update(cma_eval_mean=dream_evals[-1]["mean"], cma_eval_std=dream_evals[-1]["std"],
-                       cma_eval_episodes=dream_evals[-1]["episodes"])
+        row.update(last_cma_evaluation(history))
         paper = paper_row(tau)
         if paper:
             row["paper"] = paper
