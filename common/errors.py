@@ -67,19 +67,35 @@ def fail(message: str) -> None:
     sys.exit(EXIT_USER_ERROR)
 
 
+class SignalReceived:
+    """The SIGTERM a `sigterm_as_interrupt` block received, if any. Its handler raises KeyboardInterrupt at once,
+    but Python drops an exception raised while a finalizer (`__del__`, e.g. of a finished tf.data iterator) runs:
+    a training loop calls `raise_if_received()` each step, so such a signal still stops it at the next step."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def raise_if_received(self) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt(f"signal {self.signum}")
+
+
 @contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
+def sigterm_as_interrupt() -> Iterator[SignalReceived]:
     """Makes SIGTERM raise KeyboardInterrupt in the block, so a scheduler's kill ends a run the way Ctrl-C does:
-    training saves a checkpoint, the pipeline records the stage as interrupted."""
+    training saves a checkpoint, the pipeline records the stage as interrupted. Yields the `SignalReceived` a loop
+    polls (outside the main thread no handler can be installed, and nothing is ever received)."""
+    received = SignalReceived()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield received
         return
 
     def handler(signum: int, frame: Any) -> None:
+        received.signum = signum
         raise KeyboardInterrupt(f"signal {signum}")
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
-        yield
+        yield received
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -3,8 +3,9 @@ a loss or gradient is not finite, and Ctrl-C / SIGTERM -> checkpoint -> `Trainin
 
     checkpoint = TrainingCheckpoint(layout.checkpoints("vae"), model, optimizer, epoch=epoch)
     checkpoint.restore_latest()
-    with checkpoint_on_interrupt(save, checkpoint, total_steps):
+    with checkpoint_on_interrupt(save, checkpoint, total_steps) as signal_received:
         for batch in batches:
+            signal_received.raise_if_received()     # a SIGTERM whose KeyboardInterrupt a finalizer swallowed
             losses, finite = train_step(batch)       # built with `apply_if_finite`
             check_finite(finite, step, losses, checkpoint)
 """
@@ -19,7 +20,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from common.errors import DataError, TrainingInterrupted, UserError, sigterm_as_interrupt
+from common.errors import DataError, SignalReceived, TrainingInterrupted, UserError, sigterm_as_interrupt
 
 __all__ = ["TrainingCheckpoint", "TrainingInterrupted", "apply_if_finite", "check_finite", "checkpoint_on_interrupt"]
 
@@ -99,12 +100,13 @@ def check_finite(finite: Any, step: int, losses: Mapping[str, Any], checkpoint: 
 
 @contextlib.contextmanager
 def checkpoint_on_interrupt(save: Callable[[], None], checkpoint: TrainingCheckpoint,
-                            total_steps: int) -> Iterator[None]:
+                            total_steps: int) -> Iterator[SignalReceived]:
     """Ctrl-C or SIGTERM inside the block calls `save` (which writes `checkpoint` and whatever goes with it), then
-    raises `TrainingInterrupted` naming the step reached, so the same command resumes there."""
+    raises `TrainingInterrupted` naming the step reached, so the same command resumes there. The loop inside calls
+    the yielded `raise_if_received()` each step (see `common.errors.SignalReceived`)."""
     try:
-        with sigterm_as_interrupt():
-            yield
+        with sigterm_as_interrupt() as received:
+            yield received
     except KeyboardInterrupt:
         save()
         raise TrainingInterrupted(f"interrupted at step {checkpoint.current_step:,} of {total_steps:,}; checkpoint "

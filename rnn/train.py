@@ -297,11 +297,12 @@ class TrainingLoop:
         """Trains to `config.steps` or an early stop. Raises `UserError` on a non-finite loss (nothing saved),
         `TrainingInterrupted` after saving a checkpoint, `DataError` when the batch pipeline fails."""
         start, steps = self.checkpoint.current_step, self.config.steps
-        with checkpoint_on_interrupt(self._save_on_interrupt, self.checkpoint, steps):
+        with checkpoint_on_interrupt(self._save_on_interrupt, self.checkpoint, steps) as signal_received:
             if self.validation.batches is not None and not self.validation.history:
                 self.validation.validate(start)  # the untrained model's losses: the baseline of the curve
             if start < steps and not self.validation.should_stop():  # a run stopped early stays stopped
                 for batch in batch_dataset(self.plan.batches, start, steps, self.config.batch_size):
+                    signal_received.raise_if_received()
                     if self._step(batch):
                         break
         self.progress.close()

@@ -259,6 +259,33 @@ def test_sigterm_saves_a_checkpoint_and_the_same_command_resumes(exp_dir):
     assert checkpoint_state(exp_dir)[0] == step + 1
 
 
+class _SignalledWhileFinalized:
+    """Sends this process SIGTERM from its finalizer, as if the signal came while a finished tf.data iterator was
+    being collected: the handler runs inside `__del__`, and Python ignores what it raises there."""
+
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+        sum(range(10_000))  # bytecodes for the handler to run between
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_sigterm_lost_in_a_finalizer_still_stops_training_at_the_next_step(tmp_path):
+    from common.training import TrainingCheckpoint, TrainingInterrupted, checkpoint_on_interrupt
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    checkpoint = TrainingCheckpoint(tmp_path / "checkpoints", model, keras.optimizers.Adam())
+    steps_run = []
+    with pytest.raises(TrainingInterrupted, match="interrupted at step 3 of 100"):
+        with checkpoint_on_interrupt(checkpoint.save, checkpoint, 100) as signal_received:
+            for step in range(100):
+                signal_received.raise_if_received()
+                steps_run.append(step)
+                checkpoint.step.assign_add(1)
+                if step == 2:
+                    _SignalledWhileFinalized()  # collected at once: the signal's KeyboardInterrupt is lost
+    assert steps_run == [0, 1, 2] and checkpoint.latest.endswith("ckpt-3")
+
+
 # --- encoding ------------------------------------------------------------------------------------------------
 
 def test_encode_writes_a_series_per_episode_and_initial_z(exp_dir):

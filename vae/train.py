@@ -25,7 +25,7 @@ import tensorflow as tf
 from absl import flags, logging
 from keras import ops
 
-from common.errors import DataError, UserError, run_main
+from common.errors import DataError, SignalReceived, UserError, run_main
 from common.flags import ConfigFlags
 from common.layout import ExperimentLayout, experiment
 from common.paper import VAE_BATCH_SIZE, VAE_EPOCHS, VAE_LEARNING_RATE, Z_SIZE
@@ -255,15 +255,16 @@ class EpochLoop:
     def run(self) -> None:
         """Trains to the plan's last step (or epoch); Ctrl-C / SIGTERM save a checkpoint and raise
         `TrainingInterrupted`."""
-        with checkpoint_on_interrupt(self._save_on_interrupt, self.state.checkpoint, self.plan.total_steps):
+        with checkpoint_on_interrupt(self._save_on_interrupt, self.state.checkpoint,
+                                     self.plan.total_steps) as signal_received:
             while self.state.position()[0] < self.plan.total_steps and self.state.position()[1] < self.config.epochs:
-                if self.run_epoch():
+                if self.run_epoch(signal_received):
                     self.state.epoch.assign_add(1)
                     self.state.epoch_frames.assign(0)
                 self.save_checkpoint()
         self.progress.close()
 
-    def run_epoch(self) -> bool:
+    def run_epoch(self, signal_received: SignalReceived) -> bool:
         """Trains on the rest of the current epoch; True when its data ran out (not stopped at the last step)."""
         config = self.config
         step, epoch, epoch_frames = self.state.position()
@@ -271,6 +272,7 @@ class EpochLoop:
                                 shuffle_buffer=config.shuffle_buffer, parallel_reads=config.parallel_reads)
         try:
             for frames in batches:
+                signal_received.raise_if_received()
                 total, recon, kl, finite = (t.numpy() for t in self.train_step(frames))
                 losses = {"total": total, "recon": recon, "kl": kl}
                 check_finite(finite, step + 1, losses, self.state.checkpoint)
