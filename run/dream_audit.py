@@ -149,9 +149,10 @@ def audit_dream(exp_dir, config: AuditConfig, verbose: bool = True) -> list[dict
 
 
 def _dream_controller(layout, env: str) -> str | None:
-    """The experiment's controller trained in the dream (Doom: the paper's tau first), if any."""
+    """The experiment's controller trained in the dream (Doom: the paper's tau first; CarRacing: the full C first),
+    if any."""
     if env == "carracing":
-        runs = sorted(layout.controller.glob("carracingrnn_full*/controller.json"))
+        runs = sorted(layout.controller.glob("carracingrnn_*/controller.json"))
         return str(runs[0]) if runs else None
     try:
         return str(default_controller_file(layout.root, "doom"))

@@ -4,7 +4,8 @@ improve M on what it saw, retrain C with the improved M, repeat.
     python -m run.iterate --exp_dir=DIR --rounds=2 --episodes_per_round=600 --explore=0.3 [--env=carracing]
 
 DIR is round 0: an experiment trained on random data (V, M, series, and C: for Doom trained in the dream, e.g.
-by `run.pipeline --config=doom_small`; for CarRacing the full [z, h] C trained in the real game). Round k lives
+by `run.pipeline --config=doom_small`; for CarRacing trained in the real game or, through the pipeline, in the
+dream). C is the paper's full [z, h] C unless `--controller` names another (z, z_hidden). Round k lives
 in DIR/iterate/round_k/, an experiment folder of its own:
   rollouts/  real episodes of round k-1's controller, with random held actions mixed in (`--explore`) in a
              share of them (`--explore_episodes`)

@@ -116,8 +116,10 @@ OWN_EPISODES = "ep[0-9]*.npz"
 
 
 def controller_run(layout: ExperimentLayout, config: IterateConfig) -> ControllerRun:
-    """The full C each round trains: in the dream at the config's tau (Doom), or in the real game (CarRacing)."""
-    return layout.controller_run(config.train_env, "full", config.temperature if config.in_dream else None)
+    """The C each round trains (the config's variant, the paper's full C by default): in the dream at the config's
+    tau, or in the real game (CarRacing without --controller_env=carracingrnn)."""
+    return layout.controller_run(config.train_env, config.controller.controller,
+                                 config.temperature if config.in_dream else None)
 
 
 def _link(source: Path, target: Path) -> None:
@@ -191,6 +193,7 @@ def _audit(layout: ExperimentLayout, config: IterateConfig, say) -> None:
     say(f"iterate: {layout.root.name}: dream audit, {config.audit_episodes} episodes per policy")
     audit_dream(layout.root, AuditConfig(env=config.env, episodes=config.audit_episodes,
                                          temperature=config.temperature, max_steps=config.max_steps,
+                                         controller_file=str(controller_run(layout, config).controller),
                                          workers=config.workers, backend=config.backend,
                                          ray_address=config.ray_address, seed=config.seed,
                                          doom_resolution=config.doom_resolution), verbose=False)
@@ -236,7 +239,7 @@ def controller_config(base: ExperimentLayout, k: int, config: IterateConfig) -> 
     es = dataclasses.replace(config.controller.es, generations=config.generations_of(k),
                              seed=derive_seed(config.seed, k, 2))
     return dataclasses.replace(
-        config.controller.without_finetuning(), env=config.train_env, controller="full", es=es, workers=config.workers,
+        config.controller.without_finetuning(), env=config.train_env, es=es, workers=config.workers,
         backend=config.backend, ray_address=config.ray_address,
         max_steps=config.max_steps, doom_resolution=config.doom_resolution,
         init_file=str(controller_run(base.round(k - 1), config).controller))
@@ -287,8 +290,8 @@ def _check_round_zero(base: ExperimentLayout, config: IterateConfig) -> None:
     for needed in needs + ([base.initial_z] if config.in_dream else []):
         if not needed.exists():
             where = f"in the dream at tau {config.temperature:g}" if config.in_dream else "in the real game"
-            raise UserError(f"{needed}: missing; round 0 needs V, M, series and a full C trained {where} "
-                            f"(run.pipeline --config={config.env}_small makes them)")
+            raise UserError(f"{needed}: missing; round 0 needs V, M, series and a {config.controller.controller} C "
+                            f"trained {where} (run.pipeline --config={config.env}_small makes them)")
 
 
 def iterate(exp_dir, config: IterateConfig, verbose: bool = True) -> list[dict]:
@@ -350,7 +353,7 @@ ITERATE_FLAGS = ConfigFlags(
     IterateConfig, defaults=ENTRY_DEFAULTS, names={"rnn": "rnn_"},
     skip=frozenset({"rnn.hidden", "rnn.num_mixtures", "rnn.predict_done", "rnn.checkpoint_every", "rnn.val_pattern",
                     "rnn.seed", "rnn.resume", "rnn.init_model", "rnn.rnn", "rnn.rnn_cell",  # M follows the last round's
-                    "controller.env", "controller.controller",
+                    "controller.env",
                     "controller.workers", "controller.max_steps", "controller.doom_resolution",
                     "controller.backend", "controller.ray_address",
                     "controller.init_file", "controller.es.generations", "controller.es.seed",

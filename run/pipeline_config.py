@@ -83,7 +83,7 @@ class PipelineConfig:
         CONTROLLERS.resolve(self.controller.controller)  # an unknown C is one error line before any stage runs
         if self.doom_resolution not in DOOM_RESOLUTIONS:
             raise UserError(f"--doom_resolution={self.doom_resolution}: choose from {', '.join(DOOM_RESOLUTIONS)}")
-        _check_iterate(self.iterate, self.env, controller_env, self.controller.controller)
+        _check_iterate(self.iterate, self.env, controller_env)
         values = PIPELINE_FLAGS.values(self)
         for name in ("episodes", "vae_epochs", "vae_batch_size", "rnn_eval_every", "popsize", "rollouts",
                      "generations", "eval_every", "eval_rollouts", "eval_episodes"):
@@ -177,12 +177,12 @@ class PipelineConfig:
             self.iterate_config().validated()
 
 
-def _check_iterate(iterate: IterateConfig, env: str, controller_env: str, variant: str) -> None:
+def _check_iterate(iterate: IterateConfig, env: str, controller_env: str) -> None:
     if iterate.rounds < 0:
         raise UserError(f"--iterate_rounds={iterate.rounds}: must be >= 0")
-    if iterate.rounds and (controller_env == "doom" or variant != "full"):
-        raise UserError("--iterate_rounds needs the full C (--controller=full) trained in a dream "
-                        "(--controller_env=doomrnn or carracingrnn) or in CarRacing's real game")
+    if iterate.rounds and controller_env == "doom":
+        raise UserError("--iterate_rounds needs C trained in a dream (--controller_env=doomrnn or carracingrnn) or "
+                        "in CarRacing's real game, not in real Doom")
     if not iterate.generations or min(iterate.generations) < 1:
         raise UserError(f"--iterate_generations={','.join(map(str, iterate.generations))}: give one whole "
                         "number >= 1 per round, separated by commas")

@@ -75,6 +75,11 @@ class Experiment:
         """The iterative rounds after round 0."""
         return self.rounds[1:]
 
+    @property
+    def round_variant(self) -> str:
+        """The C the iterative rounds trained: the paper's full C unless the run chose another (`--controller`)."""
+        return (self.iterate_config.get("controller") or {}).get("controller", "full")
+
 
 def read_json(path: Path) -> Any:
     """The JSON at `path`, or None when it is missing or unreadable (a report shows what is there)."""

@@ -52,12 +52,13 @@ def _finetune_row(run: ControllerResult, with_rounds: bool) -> dict[str, Any]:
 
 
 def _round_rows(experiment: Experiment) -> list[dict[str, Any]]:
-    """One row per iterative round after round 0: its full C's dream (CMA mean) and real scores."""
+    """One row per iterative round after round 0: its C's dream (CMA mean) and real scores."""
     in_dream = experiment.env == "doom" or experiment.iterate_config.get("controller_env") in DREAM_ENVS
     temperature = experiment.iterate_config.get("temperature") if in_dream else None
     rows = []
     for entry in experiment.later_rounds:
-        row = {"name": _row_name("full", temperature, entry["round"]), "controller": "full"}
+        row = {"name": _row_name(experiment.round_variant, temperature, entry["round"]),
+               "controller": experiment.round_variant}
         if temperature is not None:
             row["temperature"] = temperature
         row.update(round=entry["round"], dream=_score(entry.get("dream")), real=_score(round_real(entry)),

@@ -140,12 +140,13 @@ def carracing_section(experiments: list[Experiment]) -> str:
             if own is not None:
                 rows.append([f"{paper['method']}: the experiment's own C (round 0)", "—"]
                             + [score(own.real) if other is experiment else "—" for other in runs])
-        if variant == "full":
-            for experiment in runs:
+        for experiment in runs:  # the iterative rounds and real fine-tunings of a C, under its paper row
+            if variant and variant == experiment.round_variant:
                 for entry in experiment.later_rounds:
                     rows.append([f"{paper['method']}, after iterative round {entry['round']} ({ROUND_NOTE})", "—"]
                                 + [score(round_real(entry)) if other is experiment else "—" for other in runs])
-            rows += _finetune_rows(runs, "carracing", paper["method"])
+        if variant:
+            rows += _finetune_rows(runs, "carracing", paper["method"], variant)
     notes = "".join(_ablation_note(e, experiments) for e in runs if e.ablation)
     return (f"### CarRacing\n\n{table(header, rows)}\n\nSolved: an average of {CARRACING_SOLVED} or more. "
             "Cells: mean ± std (episodes). The paper ran gym 0.9's CarRacing-v0; this project runs gymnasium's "
@@ -208,15 +209,16 @@ def _swept_round_zero_rows(runs: list[Experiment]) -> list[list[str]]:
     return rows
 
 
-def _finetune_rows(runs: list[Experiment], task: str, method: str | None = None) -> list[list[str]]:
-    """The real fine-tunings of `task`'s full Cs, each after the paper's `method` (Doom: its dream's τ), the
+def _finetune_rows(runs: list[Experiment], task: str, method: str | None = None,
+                   variant: str = "full") -> list[list[str]]:
+    """The real fine-tunings of `task`'s `variant` Cs, each after the paper's `method` (Doom: its dream's τ), the
     paper's columns blank and its real score in its own experiment's column (Doom's: a dream and a real column
     per experiment, and two of the paper's)."""
     dream_columns = 1 if task == "doom" else 0
     rows = []
     for experiment in runs:
         for run in experiment.finetuned:
-            if run.task == task and run.variant == "full":
+            if run.task == task and run.variant == variant:
                 label = method or f"{run.start.temperature:.2f}"
                 cells = [f"{label}, {finetune_label(run)}"] + ["—"] * (1 + dream_columns)
                 for other in runs:

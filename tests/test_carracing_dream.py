@@ -295,7 +295,8 @@ def test_carracing_dream_tiny_runs_every_stage_end_to_end(tmp_path):
     layout = experiment(exp)
     rnn = load_rnn(layout.rnn_model)
     assert rnn.predict_reward and rnn.predict_done and rnn.action_size == 3
-    run = layout.controller_run("carracingrnn", "full", 1.0)
+    run = layout.controller_run("carracingrnn", "z", 1.0)  # the config's C reads z only, as carracing_dream's
+    assert Controller.load(run.controller)[0].num_params == 3 * 32 + 3
     history = json.loads(run.history.read_text())
     assert len(history["generations"]) == 2
     assert any("real_mean" in e for e in history["evaluations"])  # the real check of the CMA mean
@@ -306,7 +307,8 @@ def test_carracing_dream_tiny_runs_every_stage_end_to_end(tmp_path):
     assert audit["env"] == "carracing"
     assert [row["policy"] for row in audit["rows"]] == ["full gas straight", "steer left", "steer right", "brake",
                                                         "random driving", "controller"]
-    assert "carracingrnn_full_t1" in (layout.report / "README.md").read_text()
+    assert audit["controller_file"] == str(layout.round(1).controller_run("carracingrnn", "z", 1.0).controller)
+    assert "carracingrnn_z_t1" in (layout.report / "README.md").read_text()
     _assert_the_last_rounds_c_is_fine_tuned_and_reported(layout, result.stdout)
 
 
@@ -318,9 +320,9 @@ def _assert_the_last_rounds_c_is_fine_tuned_and_reported(layout, stdout: str) ->
     from tests.test_report import scores_problems
 
     assert "stage 8/9 finetune: started" in stdout and "real fine-tuning: generation 1/1: best " in stdout
-    dream = layout.round(1).controller_run("carracingrnn", "full", 1.0)
+    dream = layout.round(1).controller_run("carracingrnn", "z", 1.0)
     real = dream.real_finetune
-    assert not layout.controller_run("carracingrnn", "full", 1.0).real_finetune.folder.exists()
+    assert not layout.controller_run("carracingrnn", "z", 1.0).real_finetune.folder.exists()
     history = json.loads(real.history.read_text())
     assert [len(g["fitness"]) for g in history["generations"]] == [4]
     np.testing.assert_array_equal(load_state(real.es_state).strategy.x0, Controller.load(dream.controller)[1])
@@ -329,15 +331,16 @@ def _assert_the_last_rounds_c_is_fine_tuned_and_reported(layout, stdout: str) ->
     scores = json.loads((layout.report / "scores.json").read_text())
     assert scores_problems(scores) == []
     [row] = [row for row in scores["rows"] if "finetune" in row]
-    assert row == {"name": "full, tau 1, round 1, dream + 1 real generation", "controller": "full",
+    assert row == {"name": "z, tau 1, round 1, dream + 1 real generation", "controller": "z",
                    "temperature": 1.0, "round": 1, "dream": None,
                    "real": {"mean": round(evaluation["mean"], 1), "std": round(evaluation["std"], 1), "episodes": 2},
                    "finetune": {"generations": 1, "episodes": 4 + 2}, "result": True}  # + one evaluation
     dream_only = [r for r in scores["rows"] if "finetune" not in r]
     assert [r["round"] for r in dream_only] == [0, 1] and not any(r["result"] for r in dream_only)
     report = (layout.report / "README.md").read_text()
-    assert "| World Model (V + M), full, dream of round 1 + 1 real generation (6 real episodes) | — |" in report
-    assert "#### `carracingrnn_full_t1_real`: the dream's C fine-tuned in real CarRacing" in report
+    assert "| V model only, z input, dream of round 1 + 1 real generation (6 real episodes) | — |" in report
+    assert "| V model only, z input, after iterative round 1 (" in report  # the rounds' C is the z-only C
+    assert "#### `carracingrnn_z_t1_real`: the dream's C fine-tuned in real CarRacing" in report
     # the same command again skips the stage; another --real_generations runs it again, and only it
     from run.pipeline_config import load_config
     from run.pipeline_stages import PIPELINE, same_settings

@@ -293,7 +293,7 @@ def test_a_config_can_be_a_copied_and_edited_file(tmp_path):
     (["--config=doom_tiny", "--popsize=0"], "--popsize=0"),
     (["--config=doom_tiny", "--doom_resolution=1x1"], "--doom_resolution=1x1"),
     (["--config=doom_tiny", "--iterate_rounds=2", "--iterate_generations=20,x"], "--iterate_generations=20,x"),
-    (["--config=carracing_tiny", "--iterate_rounds=1", "--controller=z"], "--iterate_rounds needs the full C"),
+    (["--config=doom_tiny", "--iterate_rounds=1", "--controller_env=doom"], "not in real Doom"),
     (["--config=doom_tiny", "--iterate_hole_episodes=50", "--iterate_audit_episodes=0"],
      "needs the dream audit"),
     (["--config=carracing_tiny", "--real_generations=2"], "--real_generations=2: fine-tunes a C trained in a dream"),
