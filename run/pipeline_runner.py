@@ -127,6 +127,16 @@ def _resume_reason(stage: Stage, previous: dict) -> str:
     return reason
 
 
+def is_interruption(error: BaseException | None) -> bool:
+    """Ctrl-C or SIGTERM, also when the KeyboardInterrupt surfaced as another error raised while unwinding: numpy's
+    savez, interrupted mid-file, raises ValueError from closing its zip file, with the interrupt as its context."""
+    while error is not None:
+        if isinstance(error, (KeyboardInterrupt, TrainingInterrupted)):
+            return True
+        error = error.__context__
+    return False
+
+
 def _run_stage(stage: Stage, label: str, layout: ExperimentLayout, config: PipelineConfig, record: PipelineRecord,
                settings: dict, verbose: bool, say: Callable[[str], None]) -> None:
     """Runs one stage, recording its outcome (done, interrupted or failed) and time."""
@@ -136,12 +146,14 @@ def _run_stage(stage: Stage, label: str, layout: ExperimentLayout, config: Pipel
     try:
         stage.run(layout, config, verbose)
     except BaseException as error:
-        entry.update(status="interrupted" if isinstance(error, KeyboardInterrupt) or
-                     isinstance(error, TrainingInterrupted) else "failed",
+        interrupted = is_interruption(error)
+        entry.update(status="interrupted" if interrupted else "failed",
                      seconds=round(time.perf_counter() - begin, 1), finished=_now(),
                      error=" ".join(str(error).split())[:300])
         record.save()
         say(f"{label}: {entry['status']} after {format_duration(entry['seconds'])}")
+        if interrupted and not isinstance(error, (KeyboardInterrupt, TrainingInterrupted)):
+            raise KeyboardInterrupt(str(error)) from None  # one line "interrupted", not another error's traceback
         raise
     entry.update(status="done", seconds=round(time.perf_counter() - begin, 1), finished=_now())
     record.save()

@@ -140,6 +140,21 @@ def test_a_stage_run_again_with_other_settings_keeps_the_earlier_time(doom_tiny,
     assert "in earlier attempts, interrupted or run with other settings" in report
 
 
+def test_an_interrupt_that_surfaced_as_another_error_is_an_interruption():
+    from run.pipeline_runner import is_interruption
+
+    def closing_a_half_written_file():  # as numpy's savez does when a SIGTERM lands mid-write
+        try:
+            raise KeyboardInterrupt("signal 15")
+        finally:
+            raise ValueError("Can't close the ZIP file while there is an open writing handle on it")
+
+    with pytest.raises(ValueError) as caught:
+        closing_a_half_written_file()
+    assert is_interruption(caught.value)
+    assert not is_interruption(ValueError("a real failure")) and not is_interruption(None)
+
+
 def test_sigterm_records_the_stage_as_interrupted_and_the_time_it_ran(tmp_path):
     exp_dir = tmp_path / "exp"
     command = [sys.executable, "-m", "run.pipeline", "--config=doom_tiny", f"--exp_dir={exp_dir}"]
