@@ -338,7 +338,8 @@ def progress_markdown(rounds: list[dict], report_dir: Path, dream: bool = True) 
                 f"({row['real_episodes']} episodes) |")
         if dream:
             score = row.get("dream")
-            score_text = f"{score['mean']:.0f} ± {score['std']:.0f}" if score else "not run"
+            score_text = (f"{score['mean']:,.0f} ± {score['std']:,.0f} ({score['episodes']:,})" if score
+                          else "not run")
             audit = ExperimentLayout(Path(row["folder"])).dream_audit_markdown
             line += f" {score_text} | {_audit_cell(audit, report_dir)} |"
         lines.append(line)

@@ -76,6 +76,11 @@ class Experiment:
         return self.rounds[1:]
 
     @property
+    def rounds_in_dream(self) -> bool:
+        """Whether the iterative rounds trained C in a dream (Doom's always; CarRacing's with carracingrnn)."""
+        return self.env == "doom" or self.iterate_config.get("controller_env") in DREAM_ENVS
+
+    @property
     def round_variant(self) -> str:
         """The C the iterative rounds trained: the paper's full C unless the run chose another (`--controller`)."""
         return (self.iterate_config.get("controller") or {}).get("controller", "full")

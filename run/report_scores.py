@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.layout import DREAM_ENVS
 from run.report_data import ControllerResult, Experiment, portable_command, round_real, sweep_record
 from run.report_tables import dream_record, earlier_attempts_seconds
 
@@ -53,8 +52,7 @@ def _finetune_row(run: ControllerResult, with_rounds: bool) -> dict[str, Any]:
 
 def _round_rows(experiment: Experiment) -> list[dict[str, Any]]:
     """One row per iterative round after round 0: its C's dream (CMA mean) and real scores."""
-    in_dream = experiment.env == "doom" or experiment.iterate_config.get("controller_env") in DREAM_ENVS
-    temperature = experiment.iterate_config.get("temperature") if in_dream else None
+    temperature = experiment.iterate_config.get("temperature") if experiment.rounds_in_dream else None
     rows = []
     for entry in experiment.later_rounds:
         row = {"name": _row_name(experiment.round_variant, temperature, entry["round"]),

@@ -351,9 +351,9 @@ def machine_section(experiment: Experiment) -> str:
 # ---- iterative rounds ----
 
 def rounds_table(experiment: Experiment, audits: dict[int, str]) -> str:
-    """run.iterate's rounds: M's data, the real score and (Doom) the dream score; `audits` maps a round to where
-    the report shows its dream audit (the report inlines them, so nothing links out of its folder)."""
-    dream = experiment.env == "doom"
+    """run.iterate's rounds: M's data, the real score and (C trained in a dream) the dream score; `audits` maps a
+    round to where the report shows its dream audit (the report inlines them, so nothing links out of its folder)."""
+    dream = experiment.rounds_in_dream
     header = ["round", "data", "real score"] + (["dream score (CMA mean)", "audit"] if dream else [])
     rows = []
     for entry in experiment.rounds:
@@ -364,7 +364,7 @@ def rounds_table(experiment: Experiment, audits: dict[int, str]) -> str:
                  f"({entry['real_episodes']} episodes)"]
         if dream:
             record = entry.get("dream")
-            cells += [f"{record['mean']:.0f} ± {record['std']:.0f}" if record else NOT_RUN,
+            cells += [score(record) if record else NOT_RUN,
                       audits.get(entry["round"], NOT_RUN)]
         rows.append(cells)
     return table(header, rows) + "\n"
