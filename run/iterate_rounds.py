@@ -21,6 +21,7 @@ from rnn.model import load_rnn
 from rnn.train import RNNTrainConfig, train_rnn
 from run.collect import CollectConfig, collect_rollouts
 from run.dream_audit import TASK_POLICIES, AuditConfig, audit_dream
+from run.report_tables import score
 from vae.encode import encode_rollouts
 
 TRAIN_ENV = {"doom": "doomrnn", "carracing": "carracing"}
@@ -337,11 +338,8 @@ def progress_markdown(rounds: list[dict], report_dir: Path, dream: bool = True) 
         line = (f"| {row['round']} | {data} | {row['real_mean']:.0f} ± {row['real_std']:.0f} "
                 f"({row['real_episodes']} episodes) |")
         if dream:
-            score = row.get("dream")
-            score_text = (f"{score['mean']:,.0f} ± {score['std']:,.0f} ({score['episodes']:,})" if score
-                          else "not run")
             audit = ExperimentLayout(Path(row["folder"])).dream_audit_markdown
-            line += f" {score_text} | {_audit_cell(audit, report_dir)} |"
+            line += f" {score(row.get('dream'))} | {_audit_cell(audit, report_dir)} |"
         lines.append(line)
     return "\n".join(lines) + "\n"
 
