@@ -21,13 +21,19 @@ class ControllerRun:
 
     @property
     def controller(self) -> Path:
-        """The CMA mean: what `controller.evaluate` plays."""
+        """The CMA mean (with `--select_by_real_check`, at the end: the one of the best real check): what
+        `controller.evaluate` plays."""
         return self.folder / "controller.json"
 
     @property
     def best(self) -> Path:
         """The best candidate seen."""
         return self.folder / "best.json"
+
+    @property
+    def best_real_check(self) -> Path:
+        """The CMA mean whose real check scored best so far (`controller.train --select_by_real_check`)."""
+        return self.folder / "best_real_check.json"
 
     @property
     def history(self) -> Path:

@@ -161,7 +161,19 @@ def generation_line(record: dict, state: ESState, config: ESConfig) -> str:
             f"{record['seconds']:.1f}s, ETA {format_duration(eta)}")
 
 
-def write_history(path: Path, state: ESState) -> None:
-    """The generations' records and the evaluations (a controller run's `history.json`)."""
+def write_history(path: Path, state: ESState, selected: dict | None = None) -> None:
+    """The generations' records and the evaluations (a controller run's `history.json`); `selected`: the real
+    check whose CMA mean the run kept as its C (`--select_by_real_check`)."""
     write_json(path, {"generations": state.history, "evaluations": state.evaluations,
-                                         "best_fitness": state.best_fitness})
+                      "best_fitness": state.best_fitness, **({"selected": selected} if selected else {})})
+
+
+def kept_evaluation(history: dict) -> dict | None:
+    """The CMA mean's evaluation that describes the C a run kept (from its `history.json`): the one at the
+    selected real check's generation if the run kept that mean (the last before it if none was made there), else
+    the last; None without evaluations."""
+    evaluations = [e for e in history.get("evaluations", []) if "mean" in e]
+    selected = history.get("selected")
+    if selected:
+        evaluations = [e for e in evaluations if e["generation"] <= selected["generation"]]
+    return evaluations[-1] if evaluations else None

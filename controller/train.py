@@ -85,6 +85,9 @@ class ControllerTrainConfig:
     episode_timeout: float = 900.0  # seconds before a real-episode worker is presumed hung
     init_file: str | None = None  # warm start: a controller JSON whose parameters become x0
     dream_bfloat16: bool = False  # in a dream: run its matmuls in bfloat16 (faster on AVX-512 BF16 CPUs)
+    select_by_real_check: bool = False  # in a dream with real checks: at the end, C (controller.json) is the CMA
+    # mean whose real check scored best, not the last one (the checks are paid for; later dream generations may
+    # exploit M, which only the real game shows)
 
     def validated(self) -> ControllerTrainConfig:
         if self.env not in TRAIN_ENVS:
@@ -111,6 +114,9 @@ class ControllerTrainConfig:
         if self.real_generations and self.env not in DREAM_ENVS:
             raise UserError(f"--real_generations={self.real_generations}: fine-tunes a C trained in a dream "
                             f"({' or '.join(DREAM_ENVS)}), not one trained in {self.env}, the real game already")
+        if self.select_by_real_check and not (self.env in DREAM_ENVS and self.real_eval_every > 0):
+            raise UserError("--select_by_real_check: keeps the CMA mean of the best real check, so it needs C "
+                            f"trained in a dream ({' or '.join(DREAM_ENVS)}) with --real_eval_every > 0")
         if (self.real_eval_every or self.real_generations) and self.real_eval_episodes < 1:
             raise UserError(f"--real_eval_episodes={self.real_eval_episodes}: must be at least 1")
         if self.real_popsize < 2:
@@ -157,7 +163,8 @@ def _identity(config: ControllerTrainConfig, controller: Controller) -> dict[str
     es.pop("generations")
     return {"env": config.env, "controller": controller.get_config(), "es": es,
             "temperature": config.temperature if config.env in DREAM_ENVS else None,
-            "max_steps": config.max_episode_steps()}
+            "max_steps": config.max_episode_steps(),
+            **({"select_by_real_check": True} if config.select_by_real_check else {})}
 
 
 def _open_state(files: ControllerRun, config: ControllerTrainConfig, controller: Controller,
@@ -248,6 +255,8 @@ def train_controller(exp_dir: str | Path, config: ControllerTrainConfig, verbose
         evaluate.close()
         if real_check is not None:
             real_check.close()
+    if config.select_by_real_check:
+        _keep_best_real_check(phase, state, say)
     if config.real_generations:
         finetune_controller(exp_dir, files, config, verbose)
     return files.folder
@@ -327,7 +336,7 @@ def _search(phase: _Phase, state: ESState, evaluate: Evaluator, say, real_check:
                 say(f"{phase.prefix}evaluation at generation {generation}: CMA mean scores {evaluation['mean']:.1f} "
                     f"± {evaluation['std']:.1f} over {evaluation['episodes']} episodes")
             if real_check is not None and (generation % config.real_eval_every == 0 or generation == es.generations):
-                _real_check(state, config, real_check, logs, say)
+                _real_check(phase, state, real_check, logs, say)
             _checkpoint(phase, state)
             writer.scalars(generation, logs)
             writer.flush()
@@ -336,17 +345,40 @@ def _search(phase: _Phase, state: ESState, evaluate: Evaluator, say, real_check:
         writer.close()
 
 
-def _real_check(state: ESState, config: ControllerTrainConfig, real_check: RealEvaluator, logs: dict,
-                say) -> None:
-    """The paper's "virtual vs actual score": the CMA mean in real Doom, so exploiting M shows as it happens."""
+def _real_check(phase: _Phase, state: ESState, real_check: RealEvaluator, logs: dict, say) -> None:
+    """The paper's "virtual vs actual score": the CMA mean in the real game, so exploiting M shows as it happens.
+    With `select_by_real_check`, a mean that beats every earlier check is kept in best_real_check.json."""
+    config = phase.config
     seeds = evaluation_seeds(config.es, config.real_eval_episodes)
-    scores = real_check(np.asarray(state.strategy.mean, np.float32)[None], seeds)[0]
+    mean = np.asarray(state.strategy.mean, np.float32)
+    scores = real_check(mean[None], seeds)[0]
     dream = state.evaluations[-1]["mean"] if state.evaluations else float("nan")
-    state.evaluations.append({"generation": state.generation, "real_mean": float(scores.mean()),
-                              "real_std": float(scores.std()), "real_episodes": int(scores.size)})
-    logs["real/return_mean"] = float(scores.mean())
+    earlier = [e["real_mean"] for e in state.evaluations if "real_mean" in e]
+    check = {"generation": state.generation, "real_mean": float(scores.mean()), "real_std": float(scores.std()),
+             "real_episodes": int(scores.size)}
+    state.evaluations.append(check)
+    if config.select_by_real_check and check["real_mean"] > max(earlier, default=-np.inf):
+        save_controller(phase.controller, phase.files.best_real_check, mean, env=config.env, **check)
+    logs["real/return_mean"] = check["real_mean"]
     say(f"real check at generation {state.generation}: {scores.mean():.1f} ± {scores.std():.1f} over "
         f"{scores.size} real episodes (last dream evaluation {dream:.1f})")
+
+
+def _keep_best_real_check(phase: _Phase, state: ESState, say) -> None:
+    """At the end of a dream run with `select_by_real_check`: controller.json becomes the CMA mean of the best real
+    check (the earliest of equals) and history.json names it (`selected`). Repeating it changes nothing, so a run
+    resumed after its last generation ends the same."""
+    files, checks = phase.files, [e for e in state.evaluations if "real_mean" in e]
+    best = max(checks, key=lambda e: e["real_mean"])  # max keeps the first of equals
+    controller, params = Controller.load(files.best_real_check)
+    if read_json(files.best_real_check).get("generation") != best["generation"]:
+        raise UserError(f"{files.best_real_check}: not the CMA mean of generation {best['generation']}'s real "
+                        "check, the best recorded in es.pkl; remove the folder to train again")
+    save_controller(controller, files.controller, params, generation=state.generation, env=phase.config.env,
+                    selected_generation=best["generation"])
+    write_history(files.history, state, selected=best)
+    say(f"{phase.name}: kept the CMA mean of generation {best['generation']} (real check {best['real_mean']:.1f} "
+        f"over {best['real_episodes']} episodes, the best of {len(checks)}) as {files.controller}")
 
 
 def _checkpoint(phase: _Phase, state: ESState) -> None:

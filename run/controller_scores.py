@@ -18,7 +18,7 @@ from common.layout import ControllerRun
 from common.paper import EPISODE_STEPS
 from common.seeding import derive_seed
 from common.storage import file_digest, write_json
-from controller.es import ESConfig
+from controller.es import ESConfig, kept_evaluation
 from controller.evaluate import EvaluateConfig, evaluate_controller, evaluation_seeds
 from controller.model import Controller
 from envs.dream import load_dream
@@ -94,9 +94,9 @@ def es_config(config: Any) -> ESConfig:
 
 
 def last_cma_evaluation(history: dict[str, Any]) -> dict[str, Any]:
-    """The last evaluation of the CMA mean during training (`history.json`), as a table row's cma_eval_* fields."""
-    evaluations = [e for e in history.get("evaluations", []) if "mean" in e]
-    if not evaluations:
+    """The evaluation of the kept CMA mean during training (`history.json`; `kept_evaluation`), as a table row's
+    cma_eval_* fields."""
+    last = kept_evaluation(history)
+    if last is None:
         return {}
-    last = evaluations[-1]
     return {"cma_eval_mean": last["mean"], "cma_eval_std": last["std"], "cma_eval_episodes": last["episodes"]}

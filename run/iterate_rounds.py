@@ -14,7 +14,7 @@ from common.layout import DREAM_ENVS, ControllerRun, ExperimentLayout, experimen
 from common.paper import DOOM_RESOLUTION, EPISODE_STEPS, EVAL_EPISODES
 from common.seeding import derive_seed
 from common.storage import file_digest, read_json, write_json, write_text
-from controller.es import ESConfig
+from controller.es import ESConfig, kept_evaluation
 from controller.evaluate import EvaluateConfig, evaluate_controller
 from controller.train import FINETUNE_FIELDS, ControllerTrainConfig, train_controller
 from rnn.model import load_rnn
@@ -201,12 +201,12 @@ def _audit(layout: ExperimentLayout, config: IterateConfig, say) -> None:
 
 
 def _dream_score(layout: ExperimentLayout, config: IterateConfig) -> dict | None:
-    """The CMA mean's last evaluation in the dream; None for C trained in the real game."""
+    """The dream evaluation of the CMA mean the round kept (`kept_evaluation`); None for C trained in the real
+    game."""
     history = controller_run(layout, config).history
     if not config.in_dream or not history.exists():
         return None
-    evaluations = [e for e in read_json(history)["evaluations"] if "mean" in e]
-    return evaluations[-1] if evaluations else None
+    return kept_evaluation(read_json(history))
 
 
 # ---- round k's stage configs ----

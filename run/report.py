@@ -117,7 +117,9 @@ def controller_section(experiment: Experiment, assets: Assets) -> str:
             checks = "; ".join(f"generation {e['generation']}: {e['real_mean']:,.0f} ± {e['real_std']:,.0f} "
                                f"({e['real_episodes']})" for e in run.real_checks)
             text += (f"The CMA mean in real {'Doom' if run.task == 'doom' else 'CarRacing'} during training "
-                     f"(virtual vs actual): {checks}.\n\n")
+                     f"(virtual vs actual): {checks}."
+                     + (f" C is the CMA mean of generation {run.selected['generation']}, the best of these checks "
+                        "(`--select_by_real_check`), not the last." if run.selected else "") + "\n\n")
         text += controller_images(*controller_figures(run.files, run.task, assets)) + "\n"
     return text + "".join(finetune_text(run, assets) for run in experiment.finetuned)
 

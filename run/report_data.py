@@ -16,6 +16,7 @@ from typing import Any
 
 from common.errors import UserError
 from common.layout import DREAM_ENVS, ControllerRun, ExperimentLayout
+from controller.es import kept_evaluation
 from controller.model import Controller
 from rnn.model import load_rnn, parameter_count
 from vae.encode import load_vae
@@ -42,6 +43,12 @@ class ControllerResult:
     episodes: int = 0  # episodes its CMA-ES played: every candidate's rollouts and every evaluation's
     start: ControllerResult | None = None  # a real fine-tuning's (--real_generations): the dream's C it started from
     round: int = 0  # the iterative round whose V and M it played with
+    selected: dict | None = None  # the real check whose CMA mean it kept (--select_by_real_check), else None
+
+    @property
+    def kept_evaluation(self) -> dict | None:
+        """The CMA mean's evaluation during training that describes the kept C (`controller.es.kept_evaluation`)."""
+        return kept_evaluation({"evaluations": self.evaluations, "selected": self.selected})
 
     @property
     def name(self) -> str:
@@ -164,7 +171,7 @@ def _controller_result(files: ControllerRun, round_: int = 0) -> ControllerResul
                             episodes=_episodes_played(recorded, len(generations), evaluations),
                             start=_controller_result(ControllerRun(files.folder.with_name(start)), round_)
                             if start else None,
-                            round=round_)
+                            round=round_, selected=history.get("selected"))
 
 
 def _controller_results(layout: ExperimentLayout, round_: int = 0) -> list[ControllerResult]:

@@ -63,11 +63,11 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def dream_record(run: ControllerResult) -> dict | None:
-    """The dream score of a dream-trained C: the sweep's dream evaluation, else the CMA mean's last evaluation
-    during training (None for a C trained in the real game)."""
+    """The dream score of a dream-trained C: the sweep's dream evaluation, else the kept CMA mean's evaluation
+    during training (the last, or the one at the selected real check; None for a C trained in the real game)."""
     if run.train_env not in DREAM_ENVS:
         return None
-    return run.dream or (run.evaluations[-1] if run.evaluations else None)
+    return run.dream or run.kept_evaluation
 
 
 def dream_cell(run: ControllerResult | None) -> str:

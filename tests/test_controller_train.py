@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common.errors import UserError
 from controller import Controller
-from controller.es import ESConfig
+from controller.es import ESConfig, kept_evaluation, load_state
 from controller.evaluate import EvaluateConfig, evaluate_controller
 from controller.train import ControllerTrainConfig, train_controller
 from tests.conftest import make_carracing_world
@@ -94,6 +95,37 @@ def test_dream_training_checks_the_cma_mean_in_the_real_game_and_plots_both_scor
     plot_training_progress(history["generations"], dream, tmp_path / "both.png", title=title, real_checks=real)
     assert not np.array_equal(imread(tmp_path / "dream_only.png"), imread(tmp_path / "both.png"))
     assert np.array_equal(imread(out / "progress.png"), imread(tmp_path / "both.png")), "the real checks are drawn"
+
+
+def test_select_by_real_check_keeps_the_cma_mean_of_the_best_real_check(rigged_dream, tmp_path):
+    """Checks at generations 1, 2 and 3: controller.json is the CMA mean of the best (the earliest of equals),
+    the same mean a run stopped at that generation ends with; history.json names it and the dream score reported
+    for C is that generation's; running the finished run again changes nothing."""
+    config = dataclasses.replace(_dream_config(3, popsize=4, rollouts=2, eval_every=1, eval_rollouts=4),
+                                 max_steps=60, real_eval_every=1, real_eval_episodes=2, doom_resolution="160x120",
+                                 select_by_real_check=True)
+    out = train_controller(_linked_experiment(rigged_dream, tmp_path / "selected"), config, verbose=False)
+    history = json.loads((out / "history.json").read_text())
+    checks = [e for e in history["evaluations"] if "real_mean" in e]
+    assert [e["generation"] for e in checks] == [1, 2, 3]
+    best = max(checks, key=lambda e: e["real_mean"])
+    assert history["selected"] == best
+    kept = Controller.load(out / "controller.json")[1]
+    np.testing.assert_array_equal(kept, Controller.load(out / "best_real_check.json")[1])
+    assert kept_evaluation(history)["generation"] == best["generation"]
+    stopped = train_controller(_linked_experiment(rigged_dream, tmp_path / "stopped"), dataclasses.replace(
+        config, select_by_real_check=False, es=dataclasses.replace(config.es, generations=best["generation"])),
+        verbose=False)
+    np.testing.assert_array_equal(kept, Controller.load(stopped / "controller.json")[1])
+    if best["generation"] != 3:  # the last mean differs from the kept one
+        assert not np.array_equal(kept, np.asarray(load_state(out / "es.pkl").strategy.mean, np.float32))
+    before = (out / "controller.json").read_bytes()
+    train_controller(out.parent.parent, config, verbose=False)
+    assert (out / "controller.json").read_bytes() == before
+    for wrong, message in ((dict(real_eval_every=0), "--real_eval_every > 0"),
+                           (dict(env="doom"), "trained in a dream")):
+        with pytest.raises(UserError, match=re.escape(message)):
+            dataclasses.replace(config, **wrong).validated()
 
 
 def test_stopped_and_resumed_dream_training_follows_the_uninterrupted_run(rigged_dream, tmp_path):
