@@ -29,12 +29,10 @@ from common.errors import DataError, UserError
 from common.layout import experiment
 from common.paper import DOOM_TEMPERATURE, EPISODE_STEPS
 from common.storage import read_npz
-from rnn.model import MDNRNN, load_rnn
+from rnn.model import MDNRNN, ResettableLSTM, load_rnn, lstm_gates, mixture_noise, sample_mixture_from_noise
 
 CHUNK_STEPS = 64  # steps per compiled call; finished dreams leave the batch between calls
-
-LowPrecision = tuple[tf.Tensor, tuple[tf.Tensor, tf.Tensor]]  # (recurrent kernel, (head kernel, head bias))
-
+FAST_BATCH_MULTIPLE = 64  # the bfloat16 path's batches are padded to a multiple of this (XLA compiles per size)
 
 class DreamState(NamedTuple):
     """A batch of dreams in progress: z_t (B, Z), M's (h, c) (B, hidden) and the steps dreamt (B,) int32.
@@ -60,51 +58,101 @@ class DreamStep(NamedTuple):
 
 
 def dream_step(rnn: MDNRNN, state: DreamState, action: Any, temperature: Any, seed: Any, max_steps: Any,
-               low_precision: LowPrecision | None = None) -> DreamStep:
+               fast: BFloat16Path | None = None) -> DreamStep:
     """The dream's one step, pure TF for a batch: M consumes (z_t, a_t, restart_t), z_{t+1} is drawn from the
     mixture its new h predicts at temperature tau (stateless `seed`, [2] ints), a dream dies where the death logit
-    passes 0 and is truncated at `max_steps`.
-
-    `low_precision` (from `bfloat16_weights`) runs the two large matmuls, the LSTM's recurrent one and the
-    head, in bfloat16: faster on CPUs with AVX-512 BF16 or AMX, an option (the paper's dream is float32).
+    passes 0 and is truncated at `max_steps`. `fast` runs the same step on M's `BFloat16Path`.
     """
-    recurrent, head = low_precision if low_precision is not None else (None, None)
     restart = tf.cast(tf.equal(state.steps, 0), tf.float32)
-    if recurrent is None:  # any M (rnn.interface.MemoryModel)
+    if fast is None:  # any M (rnn.interface.MemoryModel), in float32
         h, c = rnn.advance(state.z, action, (state.h, state.c), restart)
-    else:  # the paper's MDNRNN with a bfloat16 recurrent kernel
-        h, c = rnn.advance(state.z, action, (state.h, state.c), restart, recurrent)
-    if head is None:
         out = rnn.head(h)
+        mixture, death_logit = rnn.split_head(out)
+        z_next = rnn.sample(mixture, temperature, seed)
+        death_logit, reward = _death_and_reward(rnn, out, death_logit)
     else:
-        kernel, bias = head
-        out = tf.cast(tf.matmul(tf.cast(h, kernel.dtype), kernel), tf.float32) + bias
-    mixture, death_logit = rnn.split_head(out)
-    if death_logit is None:
-        death_logit = tf.fill(tf.shape(state.steps), -np.inf)
-    reward = rnn.predicted_reward(out) if getattr(rnn, "predict_reward", False) else None
-    if reward is None:
-        reward = tf.ones(tf.shape(state.steps), tf.float32)
+        h, c = fast.advance(state, action, restart)
+        z_next, death_logit, reward = fast.predict(h, temperature, seed)
     steps = state.steps + 1
     died = death_logit > 0.0
     truncated = ~died & (steps >= max_steps)
-    return DreamStep(DreamState(rnn.sample(mixture, temperature, seed), h, c, steps), died, truncated, death_logit,
-                     tf.cast(reward, tf.float32))
+    return DreamStep(DreamState(z_next, h, c, steps), died, truncated, death_logit, reward)
+
+
+def _death_and_reward(rnn: MDNRNN, out: tf.Tensor, death_logit: tf.Tensor | None) -> tuple[tf.Tensor, tf.Tensor]:
+    """The step's death logit (-inf for an M without the death head) and reward (M's prediction for an M that
+    predicts reward, else Doom's +1 a step survived), each (B,) float32, from the head's outputs."""
+    batch = tf.shape(out)[:1]
+    if death_logit is None:
+        death_logit = tf.fill(batch, -np.inf)
+    reward = rnn.predicted_reward(out) if getattr(rnn, "predict_reward", False) else None
+    if reward is None:
+        reward = tf.ones(batch, tf.float32)
+    return death_logit, tf.cast(reward, tf.float32)
+
+
+class BFloat16Path:
+    """The dream step's fast path (`controller.train --dream_bfloat16`, the paper's MDNRNN): M's matmuls in
+    bfloat16, the element-wise work between them fused by XLA.
+
+    For the LSTM, the input and recurrent kernels are stacked so that [x_t, h_t] takes one bfloat16 matmul (a GRU
+    keeps its float32 input projection and multiplies h in bfloat16); XLA compiles the gates, and the head's tail
+    (mixture split, Gumbel-max sampling from the very noise the float32 dream draws, death and reward), once per
+    batch size. The matmuls stay with TensorFlow's oneDNN kernels: XLA's own made the whole step slower on CPU.
+    Measured: see `run.benchmark --cases=dream`.
+    """
+
+    def __init__(self, rnn: MDNRNN):
+        if not hasattr(rnn, "recurrent_layer"):
+            raise UserError(f"--dream_bfloat16 needs the paper's M (MDNRNN, LSTM or GRU); {type(rnn).__name__} has "
+                            "no recurrent_layer() with a recurrent_kernel")
+        self.rnn = rnn
+        layer = rnn.recurrent_layer()
+        self.stacked_kernel = self.recurrent_kernel = None
+        if isinstance(layer, ResettableLSTM):
+            self.stacked_kernel = tf.constant(tf.cast(tf.concat([layer.kernel, layer.recurrent_kernel], 0),
+                                                      tf.bfloat16))
+            self.bias = tf.constant(layer.bias)
+            self._gates = tf.function(_lstm_gates_bfloat16, jit_compile=True)
+        else:
+            self.recurrent_kernel = tf.constant(tf.cast(layer.recurrent_kernel, tf.bfloat16))
+        self.head_kernel = tf.constant(tf.cast(rnn.head.kernel, tf.bfloat16))
+        self.head_bias = tf.constant(rnn.head.bias)
+        self._tail = tf.function(self._tail_graph, jit_compile=True)
+
+    def advance(self, state: DreamState, action: Any, restart: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """M's new (h, c) after (z_t, a_t, restart_t), as `MDNRNN.advance`."""
+        if self.stacked_kernel is None:
+            return self.rnn.advance(state.z, action, (state.h, state.c), restart, self.recurrent_kernel)
+        x, keep = self.rnn.cell_inputs(state.z, action, restart)
+        h, c = state.h, state.c
+        if keep is not None:
+            h, c = h * keep[:, None], c * keep[:, None]
+        products = tf.matmul(tf.cast(tf.concat([x, h], -1), tf.bfloat16), self.stacked_kernel)
+        return self._gates(products, self.bias, c)
+
+    def predict(self, h: tf.Tensor, temperature: Any, seed: Any) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """z_{t+1} drawn from the head's mixture at h, the death logit and the reward (see `dream_step`)."""
+        out = tf.matmul(tf.cast(h, tf.bfloat16), self.head_kernel)
+        shape = tf.stack([tf.shape(h)[0], self.rnn.z_size, self.rnn.num_mixtures])
+        return self._tail(out, *mixture_noise(shape, seed), tf.cast(temperature, tf.float32))
+
+    def _tail_graph(self, out, uniform, normal, temperature):
+        out = tf.cast(out, tf.float32) + self.head_bias
+        mixture, death_logit = self.rnn.split_head(out)
+        return (sample_mixture_from_noise(mixture, temperature, uniform, normal),
+                *_death_and_reward(self.rnn, out, death_logit))
+
+
+def _lstm_gates_bfloat16(products: tf.Tensor, bias: tf.Tensor, c: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """The LSTM's update from the bfloat16 products [x, h]·[W; U] (B, 4 units), its bias and the cell c."""
+    return lstm_gates(tf.cast(products, tf.float32) + bias, c)
 
 
 def _state_spec(rnn: MDNRNN, batch_size: int | None) -> DreamState:
     hidden = tf.TensorSpec([batch_size, rnn.hidden_size], tf.float32)
     return DreamState(tf.TensorSpec([batch_size, rnn.z_size], tf.float32), hidden, hidden,
                       tf.TensorSpec([batch_size], tf.int32))
-
-
-def bfloat16_weights(rnn: MDNRNN) -> LowPrecision:
-    """Frozen bfloat16 copies of M's recurrent and head kernels, for `dream_step`'s fast path (MDNRNN's)."""
-    if not hasattr(rnn, "recurrent_layer"):
-        raise UserError(f"--dream_bfloat16 needs the paper's M (MDNRNN, LSTM or GRU); {type(rnn).__name__} has "
-                        "no recurrent_layer() with a recurrent_kernel")
-    return (tf.constant(tf.cast(rnn.recurrent_layer().recurrent_kernel, tf.bfloat16)),
-            (tf.constant(tf.cast(rnn.head.kernel, tf.bfloat16)), tf.constant(rnn.head.bias)))
 
 
 def load_initial_z(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
@@ -143,7 +191,7 @@ class DreamDynamics:
             raise DataError(f"initial_z has z size {initial_mu.shape[1]} but M has {rnn.z_size}")
         self.rnn, self.temperature, self.max_steps = rnn, float(temperature), int(max_steps)
         self.bfloat16 = bfloat16
-        self._low_precision = bfloat16_weights(rnn) if bfloat16 else None
+        self._fast = BFloat16Path(rnn) if bfloat16 else None
         self.initial_mu = None if initial_mu is None else initial_mu.astype(np.float32)
         self.initial_logvar = None if initial_logvar is None else initial_logvar.astype(np.float32)
         self._step = tf.function(self._step_graph, input_signature=[
@@ -152,7 +200,7 @@ class DreamDynamics:
         self._rollout_fns: dict[Any, Any] = {}
 
     def _step_graph(self, state: DreamState, action, temperature, seed) -> DreamStep:
-        return dream_step(self.rnn, state, action, temperature, seed, self.max_steps, self._low_precision)
+        return dream_step(self.rnn, state, action, temperature, seed, self.max_steps, self._fast)
 
     def initial_z(self, seeds: Any) -> np.ndarray:
         """z_0 for each seed (see `sample_start`)."""
@@ -228,27 +276,45 @@ class DreamDynamics:
         steps' rewards (Doom: the steps survived; CarRacing: M's predicted rewards)."""
         seeds = np.asarray(seeds, np.int64).reshape(-1)
         run_chunk = self._rollout_fn(controller)
-        state = self.reset(seeds)
-        params_t = tf.constant(np.asarray(params, np.float32))
-        index = np.arange(len(seeds))
         result = np.zeros(len(seeds), np.float64)
-        total = tf.zeros([len(seeds)], tf.float32)
         base_seed = int(np.random.default_rng(seeds).integers(2**31 - 1))
+        batch = self._batch_of(np.arange(len(seeds)), self.reset(seeds), tf.zeros([len(seeds)], tf.float32),
+                               tf.constant(np.asarray(params, np.float32)), np.arange(len(seeds)))
         offset = 0
-        while len(index):
-            state, total, alive = run_chunk(state, total, params_t, tf.constant(self.temperature),
+        while (batch.index >= 0).any():
+            state, total, alive = run_chunk(batch.state, batch.total, batch.params, tf.constant(self.temperature),
                                             tf.constant([base_seed, offset], tf.int32), tf.constant(chunk_steps))
             offset += chunk_steps
             alive_np = alive.numpy()
-            finished = ~alive_np
-            result[index[finished]] = total.numpy()[finished]
+            finished = ~alive_np & (batch.index >= 0)
+            result[batch.index[finished]] = total.numpy()[finished]
+            batch = _Batch(state, total, batch.params, batch.index)
             if finished.any():
-                keep = tf.constant(np.flatnonzero(alive_np))
-                state = DreamState(*(tf.gather(part, keep) for part in state))
-                total = tf.gather(total, keep)
-                params_t = tf.gather(params_t, keep)
-                index = index[alive_np]
+                batch = self._batch_of(np.flatnonzero(alive_np), *batch)
         return result
+
+    def _batch_of(self, rows: np.ndarray, state: DreamState, total: tf.Tensor, params: tf.Tensor,
+                  index: np.ndarray) -> _Batch:
+        """The dreams at `rows` of a batch. On the bfloat16 path the batch is padded with finished dreams (index -1)
+        to a multiple of `FAST_BATCH_MULTIPLE` rows: XLA compiles its parts once per batch size."""
+        pad = (-len(rows)) % FAST_BATCH_MULTIPLE if self._fast is not None and len(rows) else 0
+        gather = tf.constant(np.concatenate([rows, np.repeat(rows[:1], pad)]))
+        state = DreamState(*(tf.gather(part, gather) for part in state))
+        if pad:  # a dream at the step cap is finished: the chunk leaves it as it is
+            steps = np.concatenate([state.steps.numpy()[:len(rows)], np.full(pad, self.max_steps, np.int32)])
+            state = state._replace(steps=tf.constant(steps))
+        return _Batch(state, tf.gather(total, gather), tf.gather(params, gather),
+                      np.concatenate([index[rows], np.full(pad, -1)]))
+
+
+class _Batch(NamedTuple):
+    """The dreams `DreamDynamics.returns` is running: their state, returns so far, C's parameters and result rows
+    (-1: padding)."""
+
+    state: DreamState
+    total: Any
+    params: Any
+    index: np.ndarray
 
 
 def load_dream(exp_dir: str | os.PathLike, temperature: float = DOOM_TEMPERATURE, max_steps: int | None = None,

@@ -117,10 +117,15 @@ def sample_mixture(params: MixtureParams, temperature: Any, seed: Any) -> tf.Ten
     faster than `MixtureSameFamily.sample`, which draws every component. `seed` is a stateless seed ([2] ints,
     so this works inside `tf.function` and `tf.while_loop`) or a `tf.random.Generator`.
     """
+    return sample_mixture_from_noise(params, temperature, *mixture_noise(tf.shape(params.logits), seed))
+
+
+def mixture_noise(shape: Any, seed: Any) -> tuple[tf.Tensor, tf.Tensor]:
+    """The noise `sample_mixture` draws from `seed` for mixtures of shape (..., Z, K): uniform (..., Z, K) in
+    (0, 1) and standard normal (..., Z)."""
     choice_seed, noise_seed = tf.unstack(tf.random.experimental.stateless_split(as_stateless_seed(seed), 2))
-    uniform = tf.random.stateless_uniform(tf.shape(params.logits), choice_seed, minval=1e-20, maxval=1.0)
-    normal = tf.random.stateless_normal(tf.shape(params.mu)[:-1], noise_seed)
-    return sample_mixture_from_noise(params, temperature, uniform, normal)
+    uniform = tf.random.stateless_uniform(shape, choice_seed, minval=1e-20, maxval=1.0)
+    return uniform, tf.random.stateless_normal(shape[:-1], noise_seed)
 
 
 def sample_mixture_from_noise(params: MixtureParams, temperature: Any, uniform: Any, normal: Any) -> tf.Tensor:
@@ -139,6 +144,14 @@ def _forget_bias_ones(shape: Any, dtype: Any = None) -> tf.Tensor:
     """LSTM bias initialiser: zeros but ones on the forget gate (Keras' `unit_forget_bias`)."""
     units = shape[0] // 4
     return tf.concat([tf.zeros([units]), tf.ones([units]), tf.zeros([2 * units])], 0)
+
+
+def lstm_gates(gates: tf.Tensor, c: tf.Tensor) -> State:
+    """The LSTM's cell update from its gate pre-activations (B, 4 units) in Keras' i-f-c-o order and the cell c:
+    the new (h, c)."""
+    i, f, g, o = tf.split(gates, 4, axis=-1)
+    c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
+    return tf.sigmoid(o) * tf.tanh(c), c
 
 
 @keras.saving.register_keras_serializable(package="worldmodels")
@@ -166,11 +179,8 @@ class ResettableLSTM(keras.layers.Layer):
 
     def _cell(self, projected: tf.Tensor, h: tf.Tensor, c: tf.Tensor, recurrent_kernel: tf.Tensor) -> State:
         # A bfloat16 recurrent kernel (the dream's fast path) multiplies in bfloat16; float32 casts are no-ops.
-        gates = projected + tf.cast(tf.matmul(tf.cast(h, recurrent_kernel.dtype), recurrent_kernel), projected.dtype)
-        i, f, g, o = tf.split(gates, 4, axis=-1)
-        c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
-        h = tf.sigmoid(o) * tf.tanh(c)
-        return h, c
+        return lstm_gates(projected + tf.cast(tf.matmul(tf.cast(h, recurrent_kernel.dtype), recurrent_kernel),
+                                              projected.dtype), c)
 
     def step(self, x: tf.Tensor, state: State, keep: tf.Tensor | None = None,
              recurrent_kernel: tf.Tensor | None = None) -> State:
@@ -325,6 +335,11 @@ class MDNRNN(keras.Model):
         if not self.predict_done or restart is None:
             return None
         return 1.0 - tf.cast(restart, tf.float32)
+
+    def cell_inputs(self, z: Any, action: Any, restart: Any = None) -> tuple[tf.Tensor, tf.Tensor | None]:
+        """What the recurrent core reads at a step: x (B, in) = [z_t, a_t(, restart_t)] and keep (B,), 0 where the
+        state is zeroed first (None for an M without restarts); `advance` steps the core with them."""
+        return self._inputs(z, action, restart), self._keep(restart)
 
     def split_head(self, out: tf.Tensor) -> tuple[MixtureParams, tf.Tensor | None]:
         """Head outputs (..., output_size) -> (MixtureParams each (..., Z, K), death logit (...) or None)."""
