@@ -284,9 +284,9 @@ def test_sigkill_in_the_carracing_dream_and_resume_follow_the_uninterrupted_run(
 
 
 def test_carracing_dream_tiny_runs_every_stage_end_to_end(tmp_path):
-    """The config in the test suite: real rollouts, V, M with reward and done, C in the dream with a real check,
-    one iterative round with the CarRacing audit, real scores, the last round's C fine-tuned for one generation in
-    the real game (--real_generations=1, 4 x 1 real episodes), the report."""
+    """The config in the test suite: real rollouts, V, M with reward and done, C in the dream with a real check
+    (its mean kept), one iterative round with the CarRacing audit, real scores, the last round's C fine-tuned for
+    one generation in the real game (--real_generations=1, 4 x 1 real episodes), the report."""
     exp = tmp_path / "crd"
     result = subprocess.run([sys.executable, "-m", "run.pipeline", "--config=carracing_dream_tiny",
                              f"--exp_dir={exp}", "--real_generations=1", "--real_popsize=4", "--real_rollouts=1"],
@@ -300,6 +300,9 @@ def test_carracing_dream_tiny_runs_every_stage_end_to_end(tmp_path):
     history = json.loads(run.history.read_text())
     assert len(history["generations"]) == 2
     assert any("real_mean" in e for e in history["evaluations"])  # the real check of the CMA mean
+    assert history["selected"]["generation"] == 2  # --select_by_real_check: the only check's mean is kept
+    round_1 = json.loads(layout.round(1).controller_run("carracingrnn", "z", 1.0).history.read_text())
+    assert round_1["selected"]["generation"] == 2  # each iterative round's C too
     assert json.loads(run.evaluation("carracing").read_text())["episodes"] == 2
     progress = json.loads(layout.iterate_progress.read_text())
     assert [r["round"] for r in progress["rounds"]] == [0, 1] and progress["rounds"][1]["dream"] is not None
