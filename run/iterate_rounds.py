@@ -21,7 +21,7 @@ from rnn.model import load_rnn
 from rnn.train import RNNTrainConfig, train_rnn
 from run.collect import CollectConfig, collect_rollouts
 from run.dream_audit import TASK_POLICIES, AuditConfig, audit_dream
-from run.report_tables import score
+from run.report_tables import round_data, score
 from vae.encode import encode_rollouts
 
 TRAIN_ENV = {"doom": "doomrnn", "carracing": "carracing"}
@@ -312,7 +312,7 @@ def iterate(exp_dir, config: IterateConfig, verbose: bool = True) -> list[dict]:
         # "temperature" at the top as well: the report reads it there (as in progress files written before)
         write_json(base.iterate_progress, {"config": {**dataclasses.asdict(config), "temperature": config.temperature},
                                          "rounds": rounds})
-        write_text(base.iterate_table, progress_markdown(rounds, base.report, dream=config.in_dream))
+        write_text(base.iterate_table, progress_markdown(rounds, base, dream=config.in_dream))
     return rounds
 
 
@@ -326,20 +326,17 @@ def _audit_cell(audit: Path, report_dir: Path) -> str:
     return f"`{os.path.relpath(audit, report_dir.parent)}` (in the experiment folder)"
 
 
-def progress_markdown(rounds: list[dict], report_dir: Path, dream: bool = True) -> str:
-    """The rounds as a Markdown table (with the dream's columns when C trains in one); links are relative to
-    `report_dir`, where the file lives."""
+def progress_markdown(rounds: list[dict], base: ExperimentLayout, dream: bool = True) -> str:
+    """The rounds of the experiment `base` as a Markdown table (with the dream's columns when C trains in one);
+    links are relative to its report folder, where the file lives."""
     lines = ["| round | data | real score |" + (" dream score (CMA mean) | audit |" if dream else ""),
              "|---|---|---|" + ("---|---|" if dream else "")]
     for row in rounds:
-        data = "random policy" if row["round"] == 0 else f"+ round {row['round'] - 1} controller"
-        if row.get("holes"):
-            data += " + " + ", ".join(row["holes"])
-        line = (f"| {row['round']} | {data} | {row['real_mean']:.0f} ± {row['real_std']:.0f} "
+        line = (f"| {row['round']} | {round_data(row, base)} | {row['real_mean']:.0f} ± {row['real_std']:.0f} "
                 f"({row['real_episodes']} episodes) |")
         if dream:
             audit = ExperimentLayout(Path(row["folder"])).dream_audit_markdown
-            line += f" {score(row.get('dream'))} | {_audit_cell(audit, report_dir)} |"
+            line += f" {score(row.get('dream'))} | {_audit_cell(audit, base.report)} |"
         lines.append(line)
     return "\n".join(lines) + "\n"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from common.layout import DREAM_ENVS, STAGES
+from common.layout import DREAM_ENVS, STAGES, ExperimentLayout
 from common.paper import (
     ABLATION_CONTROLLER_COUNTS,
     CARRACING_CONTROLLERS,
@@ -18,6 +18,7 @@ from common.paper import (
     PARAMETER_COUNTS,
 )
 from common.progress import format_duration
+from common.storage import read_json
 from run.report_data import (
     NOT_RUN,
     ControllerResult,
@@ -350,6 +351,25 @@ def machine_section(experiment: Experiment) -> str:
 
 # ---- iterative rounds ----
 
+# What round 0's M was trained on, by run.collect's --policy (round 0's data; its default Doom policy is the paper's
+# random policy). An experiment without a collection record is shown as the paper's.
+COLLECTION_DATA = {"held_uniform": "random policy", "brownian": "random Brownian driving",
+                   "track_follower": "noisy track follower",
+                   "mixed_driving": "mixed driving (Brownian, noisy track follower)"}
+
+
+def round_data(entry: dict, base: ExperimentLayout) -> str:
+    """What an iterative round's M was trained on: round 0's collection (by its policy), then each earlier round's
+    C and the real episodes of the fixed policies its audit flagged as holes; `base` is the experiment's layout."""
+    if entry["round"] == 0:
+        policy = read_json(base.collect_manifest).get("policy") if base.collect_manifest.exists() else None
+        data = COLLECTION_DATA.get(policy, f"'{policy}' policy") if policy else COLLECTION_DATA["held_uniform"]
+    else:
+        data = f"+ round {entry['round'] - 1} controller"
+    if entry.get("holes"):
+        data += " + " + ", ".join(entry["holes"])
+    return data
+
 def rounds_table(experiment: Experiment, audits: dict[int, str]) -> str:
     """run.iterate's rounds: M's data, the real score and (C trained in a dream) the dream score; `audits` maps a
     round to where the report shows its dream audit (the report inlines them, so nothing links out of its folder)."""
@@ -357,10 +377,8 @@ def rounds_table(experiment: Experiment, audits: dict[int, str]) -> str:
     header = ["round", "data", "real score"] + (["dream score (CMA mean)", "audit"] if dream else [])
     rows = []
     for entry in experiment.rounds:
-        data = "random policy" if entry["round"] == 0 else f"+ round {entry['round'] - 1} controller"
-        if entry.get("holes"):
-            data += " + " + ", ".join(entry["holes"])
-        cells = [str(entry["round"]), data, f"{entry['real_mean']:.0f} ± {entry['real_std']:.0f} "
+        cells = [str(entry["round"]), round_data(entry, experiment.layout),
+                 f"{entry['real_mean']:.0f} ± {entry['real_std']:.0f} "
                  f"({entry['real_episodes']} episodes)"]
         if dream:
             record = entry.get("dream")

@@ -136,7 +136,10 @@ def test_carracing_holes_name_the_audits_driving_policies(tmp_path):
 
 
 def test_carracing_rounds_fine_tune_m_on_the_controllers_episodes_and_retrain_c_in_the_real_game(tmp_path):
+    from common.storage import write_json
+
     exp = make_carracing_world(tmp_path / "exp", seed=5)
+    write_json(exp / "rollouts" / "collect.json", {"env": "carracing", "policy": "mixed_driving"})  # round 0's data
     train_controller(exp, ControllerTrainConfig(env="carracing", workers=2, max_steps=40, es=ESConfig(
         popsize=4, rollouts=1, generations=1, eval_every=1, eval_rollouts=2, seed=0)), verbose=False)
     config = tiny(env="carracing", rounds=1, rnn=dataclasses.replace(FINE_TUNE, steps=3, batch_size=2, seq_len=20),
@@ -158,7 +161,9 @@ def test_carracing_rounds_fine_tune_m_on_the_controllers_episodes_and_retrain_c_
     assert not (folder / "report" / "dream_audit.md").exists(), "the dream audit is Doom's"
     table = (exp / "report" / "iterate.md").read_text()
     assert "| 1 | + round 0 controller |" in table and "dream" not in table
+    assert "| 0 | mixed driving (Brownian, noisy track follower) |" in table, "round 0's data by its policy"
     report = write_report(ReportConfig(exp_dirs=(str(exp),), out=str(tmp_path / "report"))).read_text()
+    assert "| 0 | mixed driving (Brownian, noisy track follower) |" in report
     assert "World Model (V + M), full, after iterative round 1" in report
 
     links = [path.relative_to(exp) for path in folder.rglob("*") if path.is_symlink()]
