@@ -304,7 +304,7 @@ def iterate(exp_dir, config: IterateConfig, verbose: bool = True) -> list[dict]:
     zero = _evaluate(base, config, say)
     rounds = [{"round": 0, "real_mean": zero["mean"], "real_std": zero["std"], "real_episodes": zero["episodes"],
                "dream": _dream_score(base, config), "seconds": {}, "folder": str(base.root)}]
-    say(f"iterate: round 0 (random data only): {zero['mean']:.0f} ± {zero['std']:.0f} real")
+    say(f"iterate: round 0 ({round_data(rounds[0], base)}): {zero['mean']:.0f} ± {zero['std']:.0f} real")
     _audit(base, config, say)  # where round 0's controller exploits M, for comparison with later rounds
     for k in range(1, config.rounds + 1):
         rounds.append(run_round(base, k, config, say))
