@@ -3,15 +3,15 @@
     python -m run.report --exp_dir=exp/doom_small
     python -m run.report --exp_dir=exp/doom_small --exp_dir=exp/carracing_small --out=exp/report
 
-Writes `README.md`, the images it embeds and `scores.json` into the first experiment's `report/` (or `--out`):
-the real scores (mean ± std, episodes) of every trained controller in the paper's tables (CarRacing with its
-ablations, Doom with its temperature table), the temperature sweep (Doom) or the controller ablation (CarRacing)
-if one was run, CMA-ES training curves, score histograms, V's reconstructions, a dream decoded by V, parameter
-counts beside the paper's, each stage's wall time and machine (`pipeline.json`), the dream audits, the iterative
-rounds and the real fine-tuning of the final C (`--real_generations`) beside the dream-only C. Whatever an
-experiment lacks is shown as "not run". The folder reads complete on its own: it names no absolute path and links
-only files written into it, so it can be committed as `results/<name>/` as it is (`scores.json` as RESULTS.md
-defines it).
+Writes `README.md`, the images it embeds, `scores.json` and `settings.json` into the first experiment's `report/`
+(or `--out`): the real scores (mean ± std, episodes) of every trained controller in the paper's tables (CarRacing
+with its ablations, Doom with its temperature table), the temperature sweep (Doom) or the controller ablation
+(CarRacing) if one was run, CMA-ES training curves, score histograms, V's reconstructions, a dream decoded by V,
+parameter counts beside the paper's, each stage's wall time and machine (`pipeline.json`), the dream audits, the
+iterative rounds and the real fine-tuning of the final C (`--real_generations`) beside the dream-only C. Whatever
+an experiment lacks is shown as "not run". The folder reads complete on its own: it names no absolute path and
+links only files written into it, so it can be committed as `results/<name>/` as it is (`scores.json` as
+RESULTS.md defines it; `settings.json`: every setting the run resolved, for comparing recipes).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from run.report_data import (
     vae_config,
 )
 from run.report_figures import Assets, DreamSample, controller_figures, controller_images, dream_section, round_figures
-from run.report_scores import scores_record
+from run.report_scores import scores_record, settings_record
 from run.report_tables import (
     carracing_section,
     doom_section,
@@ -49,7 +49,7 @@ from run.report_tables import (
     rounds_table,
     score,
 )
-from run.results_table import expand_folders, replace_block, results_table
+from run.results_table import RECIPES_BEGIN, RECIPES_END, expand_folders, recipes_table, replace_block, results_table
 from run.temperature_sweep import table_markdown
 
 __all__ = ["NOT_RUN", "ReportConfig", "write_report"]
@@ -201,7 +201,8 @@ def _prefixes(experiments: list[Experiment]) -> list[str]:
 
 
 def write_report(config: ReportConfig) -> Path:
-    """Writes README.md, its images and scores.json (one per experiment); returns the README's path."""
+    """Writes README.md, its images, scores.json and settings.json (one each per experiment); returns the README's
+    path."""
     if not config.exp_dirs:
         raise UserError("--exp_dir: give at least one experiment folder")
     if config.dream_frames < 1 or config.dream_steps < 1:
@@ -222,22 +223,30 @@ def write_report(config: ReportConfig) -> Path:
         assets = Assets(out, prefix)
         sections.append(experiment_section(experiment, assets, sample))
         write_json(assets.path("scores.json"), scores_record(experiment))
+        settings = settings_record(experiment)
+        if settings is not None:
+            write_json(assets.path("settings.json"), settings)
     path = out / "README.md"
     write_text(path, "\n".join(sections))
     return path
 
 
-def render_results(folders: list[str], readme: str | None, all_rows: bool) -> None:
-    """Prints one table of several committed results folders; with `readme`, rewrites its generated table."""
-    table = results_table(folders, all_rows)
+def render_results(folders: list[str], readme: str | None, all_rows: bool, recipes: bool = False) -> None:
+    """Prints one table of several committed results folders (their scores, or with `recipes` their recipes); with
+    `readme`, rewrites its generated tables instead (the recipes table where the file has its markers)."""
     if readme is None:
-        print(table, end="")
+        print(recipes_table(folders) if recipes else results_table(folders, all_rows), end="")
         return
     path = Path(readme)
     if not path.is_file():
         raise UserError(f"--readme={readme}: no such file")
-    write_text(path, replace_block(path.read_text(encoding="utf-8"), table, readme))
-    print(f"report: rewrote the results table of {readme} from {len(folders)} results folders")
+    text = replace_block(path.read_text(encoding="utf-8"), results_table(folders, all_rows), readme)
+    written = "results table"
+    if RECIPES_BEGIN in text:
+        text = replace_block(text, recipes_table(folders), readme, RECIPES_BEGIN, RECIPES_END)
+        written = "results and recipes tables"
+    write_text(path, text)
+    print(f"report: rewrote the {written} of {readme} from {len(folders)} results folders")
 
 
 def main(argv) -> None:
@@ -246,7 +255,7 @@ def main(argv) -> None:
     if FLAGS.results:
         if FLAGS.exp_dir:
             raise UserError("give either --exp_dir (a report of experiments) or --results (a table of results)")
-        render_results(expand_folders(FLAGS.results), FLAGS.readme, FLAGS.all_rows)
+        render_results(expand_folders(FLAGS.results), FLAGS.readme, FLAGS.all_rows, FLAGS.recipes)
         return
     if not FLAGS.exp_dir:
         raise UserError("--exp_dir: give at least one experiment folder (or --results for a table of results)")
@@ -262,6 +271,8 @@ def define_flags() -> None:
     flags.DEFINE_string("readme", None, "With --results: rewrite the generated results table of this Markdown "
                         "file (between its markers) instead of printing it.")
     flags.DEFINE_bool("all_rows", False, "With --results: every scored row, not only each run's result.")
+    flags.DEFINE_bool("recipes", False, "With --results: the recipes table (data, V epochs, M steps, C budget, "
+                      "real score, time) of the folders with a settings.json instead of the scores table.")
     flags.DEFINE_string("out", None, "Folder for README.md, its images and scores.json (default: the first "
                         "EXP_DIR/report).")
     flags.DEFINE_integer("dream_steps", ReportConfig.dream_steps, "Steps of the dream sample.")

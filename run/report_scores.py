@@ -2,13 +2,16 @@
 and readers can trust without parsing Markdown: the task, config, command, commit, total stage time, machine, and
 one row per scored controller (its dream and real mean, std and episodes), exactly one of them the run's result:
 with a real fine-tuning of the final C (--real_generations), that one, beside the dream-only rows.
+
+`settings.json` beside it: every setting the run resolved (its config plus the command line, as `pipeline.json`
+records them), so the recipes of several results folders can be compared (`run.results_table.recipes_table`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from run.report_data import ControllerResult, Experiment, portable_command, round_real, sweep_record
+from run.report_data import ControllerResult, Experiment, portable, portable_command, round_real, sweep_record
 from run.report_tables import dream_record, earlier_attempts_seconds
 
 
@@ -116,6 +119,18 @@ def _machine(pipeline: dict) -> dict[str, Any] | None:
         return None
     return {"cpu": machine.get("cpu"), "cores": machine.get("usable_cores") or machine.get("cores"),
             "gpu": ", ".join(machine.get("gpus") or []) or None, "tensorflow": machine.get("tensorflow")}
+
+
+def settings_record(experiment: Experiment) -> dict[str, Any] | None:
+    """The experiment's `settings.json`: its config's name and every pipeline setting it ran with (a path among them
+    made relative to the experiment), or None where `pipeline.json` records none."""
+    config = (experiment.pipeline or {}).get("config")
+    if not config:
+        return None
+    settings = {key: portable(value, experiment) if isinstance(value, str) else value
+                for key, value in sorted(config.items())}
+    return {"config": experiment.pipeline.get("config_name"), "source": "the experiment's pipeline.json",
+            "settings": settings}
 
 
 def scores_record(experiment: Experiment) -> dict[str, Any]:

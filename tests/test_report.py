@@ -14,9 +14,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common.errors import UserError
+from common.errors import DataError, UserError
 from run.report import NOT_RUN, ReportConfig, write_report
-from run.results_table import RESULTS_BEGIN, RESULTS_END, replace_block, results_table
+from run.results_table import (
+    RECIPES_BEGIN,
+    RECIPES_END,
+    RESULTS_BEGIN,
+    RESULTS_END,
+    load_settings,
+    recipe_cells,
+    recipes_table,
+    replace_block,
+    results_table,
+)
 from run.temperature_sweep import SweepConfig, run_sweep
 from tests.test_pipeline import CONTROLLER, finished_doom_tiny
 
@@ -33,6 +43,10 @@ def portability_problems(folder: Path) -> list[str]:
     path of the machine that wrote them, a path leading out of the folder, or a link whose target is not a file in
     the folder."""
     problems = []
+    for record in ("scores.json", "settings.json"):  # read by scripts anywhere: no machine path either
+        path = folder / record
+        if path.is_file() and MACHINE_PATH.search(path.read_text(encoding="utf-8")):
+            problems.append(f"{record}: machine path: {MACHINE_PATH.search(path.read_text(encoding='utf-8'))[0]}")
     for page in sorted(folder.glob("*.md")):
         text = page.read_text(encoding="utf-8")
         for number, line in enumerate(text.splitlines(), 1):
@@ -170,6 +184,14 @@ def test_report_of_a_finished_run_has_the_papers_columns_counts_times_and_images
     assert scores["total_seconds"] == round(record["total_seconds"])
     assert scores["machine"] == {"cpu": record["machine"]["cpu"], "cores": record["machine"]["usable_cores"],
                                  "gpu": None, "tensorflow": record["machine"]["tensorflow"]}
+    # settings.json: every setting the run resolved, as pipeline.json has them, for the recipes table
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["config"] == "doom_tiny" and settings["settings"] == record["config"]
+    assert recipe_cells(settings["settings"])[1:3] == [f"{record['config']['vae_epochs']}",
+                                                      f"{record['config']['rnn_steps']:,} + "
+                                                      f"{record['config']['iterate_rnn_steps']:,} "
+                                                      f"({record['config']['rnn_batch_size']} × "
+                                                      f"{record['config']['rnn_seq_len']})"]
     first, last = scores["rows"]
     assert first["name"] == "full, tau 1.15, round 0" and first["result"] is False
     assert first["real"] == {"mean": round(evaluation["mean"], 1), "std": round(evaluation["std"], 1), "episodes": 4}
@@ -337,3 +359,38 @@ def test_the_readmes_results_table_is_generated_from_the_committed_scores(tmp_pa
     assert copy.read_text(encoding="utf-8") == readme
     every_row = results_table(folders, all_rows=True)
     assert "full, tau 1.15, round 0" in every_row and "185 ± 52 (100)" in every_row
+
+
+def test_the_readmes_recipes_table_is_generated_from_the_committed_settings(tmp_path, monkeypatch):
+    """README.md's recipes table (data, V epochs, M steps, C budget beside the real score and the time they bought)
+    is what `run.report --results='results/*'` makes of the committed settings.json files; a folder without one is
+    left out, and a broken one is a one-line error."""
+    monkeypatch.chdir(REPO)
+    folders = [f"results/{folder.name}" for folder in RESULTS]
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert replace_block(readme, recipes_table(folders), "README.md", RECIPES_BEGIN, RECIPES_END) == readme
+    table = readme.split(RECIPES_BEGIN)[1].split(RECIPES_END)[0]
+    with_settings = [folder for folder in RESULTS if (folder / "settings.json").is_file()]
+    assert with_settings, "no committed results folder records its settings"
+    assert len([line for line in table.splitlines() if line.startswith("| `results/")]) == len(with_settings)
+    for folder in with_settings:
+        settings = load_settings(folder)
+        scores = json.loads((folder / "scores.json").read_text())
+        real = next(row for row in scores["rows"] if row["result"])["real"]
+        line = next(line for line in table.splitlines() if line.startswith(f"| `results/{folder.name}` |"))
+        assert f"| {settings['vae_epochs']:g} | {settings['rnn_steps']:,}" in line, line
+        assert f"{settings['popsize']} × {settings['rollouts']}: {settings['generations']:,}" in line, line
+        assert f"{real['mean']:,.0f} ± {real['std']:,.0f} ({real['episodes']})" in line, line
+    # the printed table is the README's; a settings.json that lacks a setting names it
+    result = _cli("run.report", "--results=results/*", "--recipes")
+    assert result.returncode == 0 and result.stdout.strip() == table.strip(), result.stderr[-2000:]
+    broken = tmp_path / "broken"
+    shutil.copytree(with_settings[0], broken)
+    record = json.loads((broken / "settings.json").read_text())
+    del record["settings"]["vae_epochs"]
+    (broken / "settings.json").write_text(json.dumps(record))
+    with pytest.raises(DataError, match="lacks the settings vae_epochs"):
+        recipes_table([broken])
+    result = _cli("run.report", f"--results={broken}", "--recipes")
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2 and len(errors) == 1 and "vae_epochs" in errors[0], result.stderr[-2000:]
