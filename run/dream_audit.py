@@ -140,12 +140,21 @@ def audit_dream(exp_dir, config: AuditConfig, verbose: bool = True) -> list[dict
                      "hole": bool(hole)})
     write_json(layout.report / "dream_audit.json", {
         "env": config.env, "temperature": config.temperature, "episodes": config.episodes,
-        "controller_file": controller_file,
+        "controller_file": _within(controller_file, layout.root) if controller_file else None,
         "controller_sha256": file_digest(controller_file) if controller_file else None, "rows": rows})
     write_text(layout.report / "dream_audit.md", audit_markdown(rows, config))
     if verbose:
         print(audit_markdown(rows, config))
     return rows
+
+
+def _within(path: str, root: Path) -> str:
+    """`path` relative to the experiment folder `root` where it is inside it (a report copied elsewhere names no
+    folder of this machine), else as given."""
+    try:
+        return Path(path).resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return path
 
 
 def _dream_controller(layout, env: str) -> str | None:

@@ -43,10 +43,10 @@ def portability_problems(folder: Path) -> list[str]:
     path of the machine that wrote them, a path leading out of the folder, or a link whose target is not a file in
     the folder."""
     problems = []
-    for record in ("scores.json", "settings.json"):  # read by scripts anywhere: no machine path either
-        path = folder / record
-        if path.is_file() and MACHINE_PATH.search(path.read_text(encoding="utf-8")):
-            problems.append(f"{record}: machine path: {MACHINE_PATH.search(path.read_text(encoding='utf-8'))[0]}")
+    for record in sorted(folder.glob("*.json")):  # read by scripts anywhere: no machine path either
+        found = MACHINE_PATH.search(record.read_text(encoding="utf-8"))
+        if found:
+            problems.append(f"{record.name}: machine path: {found[0]}")
     for page in sorted(folder.glob("*.md")):
         text = page.read_text(encoding="utf-8")
         for number, line in enumerate(text.splitlines(), 1):
