@@ -1,5 +1,7 @@
 """The pipeline's runner: each stage not already complete, in order, with `DIR/pipeline.json` (the resolved
-settings, each stage's status, attempts and wall time, and the machine it ran on) written after every stage."""
+settings, each stage's status, attempts and wall time, and the machine it ran on) written after every stage, and
+every `HEARTBEAT_SECONDS` while one runs: a run killed outright (SIGKILL, a lost machine) cannot record its end,
+so its last heartbeat is what its resumed attempt counts as the killed attempt's time."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import os
 import platform
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -75,6 +78,8 @@ def project_commit() -> dict[str, Any]:
 
 # ---- the run ----
 
+HEARTBEAT_SECONDS = 5.0  # how often a running stage's time so far is written to pipeline.json
+
 def _now() -> str:
     return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
@@ -97,11 +102,13 @@ class PipelineRecord:
         self.data.setdefault("machines", {})[self.machine["host"]] = {
             k: v for k, v in self.machine.items() if k != "load_average"}
         self.stages: dict[str, dict] = self.data.setdefault("stages", {})
+        self._lock = threading.Lock()  # the stage's heartbeat saves from its own thread
 
     def save(self) -> None:
-        self.data["total_seconds"] = round(sum(s.get("seconds", 0.0) for s in self.stages.values()
-                                               if s.get("status") == "done"), 1)
-        write_json(self.path, self.data)
+        with self._lock:
+            self.data["total_seconds"] = round(sum(s.get("seconds", 0.0) for s in self.stages.values()
+                                                   if s.get("status") == "done"), 1)
+            write_json(self.path, self.data)
 
     def start(self, stage: Stage, settings: dict) -> dict:
         """A new entry for `stage`, counting the attempts before it."""
@@ -112,6 +119,7 @@ class PipelineRecord:
         if previous and stage.name != "report":
             # Earlier attempts, interrupted or finished with other settings, made what this one resumes from (or
             # at least cost the experiment their time): kept, so the report's "in all" is the wall time spent.
+            # An attempt killed outright left the time of its last heartbeat.
             entry["earlier_attempts_seconds"] = round(previous.get("earlier_attempts_seconds", 0.0)
                                                       + previous.get("seconds", 0.0), 1)
         self.stages[stage.name] = entry
@@ -143,9 +151,14 @@ def _run_stage(stage: Stage, label: str, layout: ExperimentLayout, config: Pipel
     say(f"{label}: started{_resume_reason(stage, record.stages.get(stage.name, {}))}: {stage.what}")
     entry = record.start(stage, settings)
     begin = time.perf_counter()
+    stop = threading.Event()
+    heartbeat = threading.Thread(target=_beat, args=(record, entry, begin, stop), daemon=True)
+    heartbeat.start()
     try:
         stage.run(layout, config, verbose)
     except BaseException as error:
+        stop.set()
+        heartbeat.join()
         interrupted = is_interruption(error)
         entry.update(status="interrupted" if interrupted else "failed",
                      seconds=round(time.perf_counter() - begin, 1), finished=_now(),
@@ -155,9 +168,18 @@ def _run_stage(stage: Stage, label: str, layout: ExperimentLayout, config: Pipel
         if interrupted and not isinstance(error, (KeyboardInterrupt, TrainingInterrupted)):
             raise KeyboardInterrupt(str(error)) from None  # one line "interrupted", not another error's traceback
         raise
+    stop.set()
+    heartbeat.join()
     entry.update(status="done", seconds=round(time.perf_counter() - begin, 1), finished=_now())
     record.save()
     say(f"{label}: finished in {format_duration(entry['seconds'])}")
+
+
+def _beat(record: PipelineRecord, entry: dict, begin: float, stop: threading.Event) -> None:
+    """Writes the running stage's time so far every HEARTBEAT_SECONDS until `stop`."""
+    while not stop.wait(HEARTBEAT_SECONDS):
+        entry["seconds"] = round(time.perf_counter() - begin, 1)
+        record.save()
 
 
 def run_pipeline(exp_dir: str | os.PathLike, config: PipelineConfig, verbose: bool = True,
