@@ -39,15 +39,19 @@ def expand_folders(patterns: list[str]) -> list[str]:
     return sorted(folders)
 
 
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DataError(f"{path}: not JSON ({error})") from None
+
+
 def load_scores(folder: str | Path) -> dict[str, Any]:
     """A results folder's scores.json, checked for the fields the table reads (one-line DataError if not)."""
     path = Path(folder) / "scores.json"
     if not path.is_file():
         raise DataError(f"{folder}: no scores.json (a results folder holds the report and its scores.json)")
-    try:
-        scores = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataError(f"{path}: not JSON ({error})") from None
+    scores = _read_json(path)
     missing = [key for key in REQUIRED if key not in scores] if isinstance(scores, dict) else list(REQUIRED)
     if missing or not isinstance(scores["rows"], list):
         raise DataError(f"{path}: lacks {', '.join(missing) or 'a list of rows'}")
@@ -99,10 +103,7 @@ def load_settings(folder: str | Path) -> dict[str, Any] | None:
     path = Path(folder) / "settings.json"
     if not path.is_file():
         return None
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataError(f"{path}: not JSON ({error})") from None
+    record = _read_json(path)
     settings = record.get("settings") if isinstance(record, dict) else None
     missing = [key for key in RECIPE_KEYS if key not in settings] if isinstance(settings, dict) else list(RECIPE_KEYS)
     if missing:
