@@ -5,6 +5,7 @@ so its last heartbeat is what its resumed attempt counts as the killed attempt's
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import platform
@@ -12,7 +13,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -151,14 +152,10 @@ def _run_stage(stage: Stage, label: str, layout: ExperimentLayout, config: Pipel
     say(f"{label}: started{_resume_reason(stage, record.stages.get(stage.name, {}))}: {stage.what}")
     entry = record.start(stage, settings)
     begin = time.perf_counter()
-    stop = threading.Event()
-    heartbeat = threading.Thread(target=_beat, args=(record, entry, begin, stop), daemon=True)
-    heartbeat.start()
     try:
-        stage.run(layout, config, verbose)
+        with _heartbeat(record, entry, begin):
+            stage.run(layout, config, verbose)
     except BaseException as error:
-        stop.set()
-        heartbeat.join()
         interrupted = is_interruption(error)
         entry.update(status="interrupted" if interrupted else "failed",
                      seconds=round(time.perf_counter() - begin, 1), finished=_now(),
@@ -168,18 +165,28 @@ def _run_stage(stage: Stage, label: str, layout: ExperimentLayout, config: Pipel
         if interrupted and not isinstance(error, (KeyboardInterrupt, TrainingInterrupted)):
             raise KeyboardInterrupt(str(error)) from None  # one line "interrupted", not another error's traceback
         raise
-    stop.set()
-    heartbeat.join()
     entry.update(status="done", seconds=round(time.perf_counter() - begin, 1), finished=_now())
     record.save()
     say(f"{label}: finished in {format_duration(entry['seconds'])}")
 
 
-def _beat(record: PipelineRecord, entry: dict, begin: float, stop: threading.Event) -> None:
-    """Writes the running stage's time so far every HEARTBEAT_SECONDS until `stop`."""
-    while not stop.wait(HEARTBEAT_SECONDS):
-        entry["seconds"] = round(time.perf_counter() - begin, 1)
-        record.save()
+@contextlib.contextmanager
+def _heartbeat(record: PipelineRecord, entry: dict, begin: float) -> Iterator[None]:
+    """Writes the running stage's time so far every HEARTBEAT_SECONDS while the block runs."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(HEARTBEAT_SECONDS):
+            entry["seconds"] = round(time.perf_counter() - begin, 1)
+            record.save()
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def run_pipeline(exp_dir: str | os.PathLike, config: PipelineConfig, verbose: bool = True,
