@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from common.errors import UserError, run_main
+from common.machine import cpu_description
 from common.paper import DOOM_TEMPERATURE
 from common.storage import write_json
 from run.benchmark_game import env_steps_per_s, in_fresh_process, steps_per_second, vizdoom_steps_per_s
@@ -249,7 +250,7 @@ def missed_targets(results: dict) -> list[str]:
 
 def run_benchmarks(cases: list[str], work_dir: Path) -> dict:
     """Runs the named cases in order and returns their figures by case."""
-    results = {"machine": {"cores": os.cpu_count()}}
+    results = {"machine": {"cpu": cpu_description(), "cores": os.cpu_count()}}
     for name in cases:
         start = time.perf_counter()
         results[name] = _case(name, work_dir)

@@ -22,23 +22,13 @@ import tensorflow as tf
 
 from common.errors import TrainingInterrupted, UserError
 from common.layout import ExperimentLayout, experiment
+from common.machine import cpu_description
 from common.progress import format_duration
 from common.storage import read_json, write_json
 from run.pipeline_config import PIPELINE_FLAGS, PipelineConfig
 from run.pipeline_stages import PIPELINE, Stage, same_settings
 
 # ---- the machine ----
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
-
 
 def _memory_gb() -> float | None:
     try:
@@ -57,7 +47,7 @@ def machine_info() -> dict[str, Any]:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
         usable = os.cpu_count()
-    return {"host": socket.gethostname(), "cpu": _cpu_model(), "cores": os.cpu_count(), "usable_cores": usable,
+    return {"host": socket.gethostname(), "cpu": cpu_description(), "cores": os.cpu_count(), "usable_cores": usable,
             "memory_gb": _memory_gb(), "load_average": [round(x, 2) for x in os.getloadavg()],
             "python": platform.python_version(), "platform": platform.platform(),
             "tensorflow": tf.__version__, "keras": keras.__version__,
