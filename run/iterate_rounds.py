@@ -16,6 +16,7 @@ from common.seeding import derive_seed
 from common.storage import file_digest, read_json, write_json, write_text
 from controller.es import ESConfig, kept_evaluation
 from controller.evaluate import EvaluateConfig, evaluate_controller
+from controller.interface import CONTROLLERS
 from controller.train import FINETUNE_FIELDS, ControllerTrainConfig, train_controller
 from rnn.model import load_rnn
 from rnn.train import RNNTrainConfig, train_rnn
@@ -55,6 +56,9 @@ class IterateConfig:
     doom_resolution: str = DOOM_RESOLUTION  # real Doom's render size
     rnn: RNNTrainConfig = FINE_TUNE  # M's fine-tuning (size and mixtures stay the last round's M's)
     controller: ControllerTrainConfig = ControllerTrainConfig()  # C's retraining: tau, CMA-ES, real checks
+    round_controller: str | None = None  # C's variant in rounds >= 1 where it is not round 0's (z, z_hidden,
+    # full): round 1 then trains it from scratch in its new dream
+    round_temperature: float | None = None  # the dream's tau in rounds >= 1 where it is not round 0's
 
     def validated(self) -> IterateConfig:
         if self.env not in TRAIN_ENV:
@@ -74,6 +78,13 @@ class IterateConfig:
                 raise UserError(f"--{name}={getattr(self, name)}: must be in [0, 1]")
         if self.hole_episodes < 0:
             raise UserError(f"--hole_episodes={self.hole_episodes}: must be at least 0")
+        if self.round_temperature is not None and not self.round_temperature > 0:
+            raise UserError(f"--round_temperature={self.round_temperature}: must be positive")
+        if self.round_controller is not None:  # an unknown name fails before any round runs
+            try:
+                CONTROLLERS.resolve(self.round_controller)
+            except UserError as error:
+                raise UserError(f"--round_controller: {error}") from None
         if self.hole_episodes and not (self.in_dream and self.audit_episodes):
             raise UserError(f"--hole_episodes={self.hole_episodes}: needs the dream audit (C trained in a dream "
                             "and --audit_episodes >= 1), which names the holes")
@@ -91,8 +102,17 @@ class IterateConfig:
 
     @property
     def temperature(self) -> float:
-        """The dream's tau (C's training, the audit)."""
-        return self.controller.temperature
+        """The dream's tau in rounds >= 1 (C's training, the audit)."""
+        return self.controller_of(1).temperature
+
+    def controller_of(self, k: int) -> ControllerTrainConfig:
+        """Round k's C: round 0's is `controller`; later rounds' take `round_controller` and `round_temperature`
+        where given."""
+        if k == 0:
+            return self.controller
+        return dataclasses.replace(
+            self.controller, controller=self.round_controller or self.controller.controller,
+            temperature=self.controller.temperature if self.round_temperature is None else self.round_temperature)
 
     def generations_of(self, k: int) -> int:
         """Round k's CMA-ES generations (k >= 1): the k-th value, or the last for rounds beyond the list."""
@@ -116,11 +136,12 @@ def parse_generations(text: str, flag: str = "generations") -> tuple[int, ...]:
 OWN_EPISODES = "ep[0-9]*.npz"
 
 
-def controller_run(layout: ExperimentLayout, config: IterateConfig) -> ControllerRun:
-    """The C each round trains (the config's variant, the paper's full C by default): in the dream at the config's
-    tau, or in the real game (CarRacing without --controller_env=carracingrnn)."""
-    return layout.controller_run(config.train_env, config.controller.controller,
-                                 config.temperature if config.in_dream else None)
+def controller_run(layout: ExperimentLayout, config: IterateConfig, k: int) -> ControllerRun:
+    """The C round k trains (the config's variant, the paper's full C by default): in the dream at its tau, or in
+    the real game (CarRacing without --controller_env=carracingrnn)."""
+    controller = config.controller_of(k)
+    return layout.controller_run(config.train_env, controller.controller,
+                                 controller.temperature if config.in_dream else None)
 
 
 def _link(source: Path, target: Path) -> None:
@@ -168,8 +189,8 @@ def _collect_holes(base: ExperimentLayout, k: int, config: IterateConfig, say) -
     return holes
 
 
-def _evaluate(layout: ExperimentLayout, config: IterateConfig, say) -> dict:
-    run = controller_run(layout, config)
+def _evaluate(layout: ExperimentLayout, config: IterateConfig, k: int, say) -> dict:
+    run = controller_run(layout, config, k)
     if run.evaluation(config.env).exists():
         result = read_json(run.evaluation(config.env))
         if (result.get("episodes") == config.eval_episodes
@@ -182,28 +203,30 @@ def _evaluate(layout: ExperimentLayout, config: IterateConfig, say) -> dict:
         doom_resolution=config.doom_resolution))
 
 
-def _audit(layout: ExperimentLayout, config: IterateConfig, say) -> None:
-    """The round's dream audit (fixed policies and its controller, dream vs game), unless done or not asked."""
+def _audit(layout: ExperimentLayout, config: IterateConfig, k: int, say) -> None:
+    """Round k's dream audit (fixed policies and its controller, dream vs game), unless done or not asked."""
     if not config.in_dream:
         return  # C trained in the real game: no dream to audit
     recorded = read_json(layout.dream_audit) if layout.dream_audit.exists() else {}
-    wanted = {"episodes": config.audit_episodes, "temperature": config.temperature,
-              "controller_sha256": file_digest(controller_run(layout, config).controller)}
+    controller = controller_run(layout, config, k).controller
+    temperature = config.controller_of(k).temperature
+    wanted = {"episodes": config.audit_episodes, "temperature": temperature,
+              "controller_sha256": file_digest(controller)}
     if not config.audit_episodes or all(recorded.get(key) == value for key, value in wanted.items()):
         return
     say(f"iterate: {layout.root.name}: dream audit, {config.audit_episodes} episodes per policy")
     audit_dream(layout.root, AuditConfig(env=config.env, episodes=config.audit_episodes,
-                                         temperature=config.temperature, max_steps=config.max_steps,
-                                         controller_file=str(controller_run(layout, config).controller),
+                                         temperature=temperature, max_steps=config.max_steps,
+                                         controller_file=str(controller),
                                          workers=config.workers, backend=config.backend,
                                          ray_address=config.ray_address, seed=config.seed,
                                          doom_resolution=config.doom_resolution), verbose=False)
 
 
-def _dream_score(layout: ExperimentLayout, config: IterateConfig) -> dict | None:
-    """The dream evaluation of the CMA mean the round kept (`kept_evaluation`); None for C trained in the real
+def _dream_score(layout: ExperimentLayout, config: IterateConfig, k: int) -> dict | None:
+    """The dream evaluation of the CMA mean round k kept (`kept_evaluation`); None for C trained in the real
     game."""
-    history = controller_run(layout, config).history
+    history = controller_run(layout, config, k).history
     if not config.in_dream or not history.exists():
         return None
     return kept_evaluation(read_json(history))
@@ -218,7 +241,7 @@ def collect_config(base: ExperimentLayout, k: int, config: IterateConfig) -> Col
         env=config.env, episodes=config.episodes_per_round, workers=config.workers, backend=config.backend,
         ray_address=config.ray_address, seed=derive_seed(config.seed, k),
         max_steps=config.max_steps, policy="controller",
-        controller_file=str(controller_run(previous, config).controller), explore=config.explore,
+        controller_file=str(controller_run(previous, config, k - 1).controller), explore=config.explore,
         explore_episodes=config.explore_episodes, models_dir=str(previous.root), doom_resolution=config.doom_resolution)
 
 
@@ -235,21 +258,24 @@ def rnn_config(base: ExperimentLayout, k: int, config: IterateConfig) -> RNNTrai
 
 
 def controller_config(base: ExperimentLayout, k: int, config: IterateConfig) -> ControllerTrainConfig:
-    """Round k's C: retrained with the new M, warm-started from round k-1's CMA mean; in the dream (or game) only:
-    the pipeline's finetune stage fine-tunes the last round's C in the real game, not every round's."""
-    es = dataclasses.replace(config.controller.es, generations=config.generations_of(k),
+    """Round k's C: retrained with the new M, warm-started from round k-1's CMA mean (from scratch where round k-1
+    trained another variant); in the dream (or game) only: the pipeline's finetune stage fine-tunes the last
+    round's C in the real game, not every round's."""
+    controller = config.controller_of(k)
+    es = dataclasses.replace(controller.es, generations=config.generations_of(k),
                              seed=derive_seed(config.seed, k, 2))
+    same_variant = config.controller_of(k - 1).controller == controller.controller
     return dataclasses.replace(
-        config.controller.without_finetuning(), env=config.train_env, es=es, workers=config.workers,
+        controller.without_finetuning(), env=config.train_env, es=es, workers=config.workers,
         backend=config.backend, ray_address=config.ray_address,
         max_steps=config.max_steps, doom_resolution=config.doom_resolution,
-        init_file=str(controller_run(base.round(k - 1), config).controller))
+        init_file=str(controller_run(base.round(k - 1), config, k - 1).controller) if same_variant else None)
 
 
 def run_round(base: ExperimentLayout, k: int, config: IterateConfig, say=print) -> dict:
     """Round k (>= 1): collect with round k-1's controller, encode, fine-tune M, retrain C, evaluate."""
     layout = experiment(base.round(k).root)
-    previous_controller = controller_run(base.round(k - 1), config).controller
+    previous_controller = controller_run(base.round(k - 1), config, k - 1).controller
     if not previous_controller.exists():
         raise UserError(f"{previous_controller}: round {k - 1} has no controller; train it first")
     times = {}
@@ -278,19 +304,19 @@ def run_round(base: ExperimentLayout, k: int, config: IterateConfig, say=print) 
     times["controller"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    result = _evaluate(layout, config, say)
+    result = _evaluate(layout, config, k, say)
     times["evaluate"] = time.perf_counter() - start
-    _audit(layout, config, say)
+    _audit(layout, config, k, say)
     return {"round": k, "real_mean": result["mean"], "real_std": result["std"], "real_episodes": result["episodes"],
-            "dream": _dream_score(layout, config), "holes": holes, "seconds": times,
+            "dream": _dream_score(layout, config, k), "holes": holes, "seconds": times,
             "folder": str(layout.root)}
 
 
 def _check_round_zero(base: ExperimentLayout, config: IterateConfig) -> None:
-    needs = [base.vae_model, base.rnn_model, controller_run(base, config).controller]
+    needs = [base.vae_model, base.rnn_model, controller_run(base, config, 0).controller]
     for needed in needs + ([base.initial_z] if config.in_dream else []):
         if not needed.exists():
-            where = f"in the dream at tau {config.temperature:g}" if config.in_dream else "in the real game"
+            where = f"in the dream at tau {config.controller.temperature:g}" if config.in_dream else "in the real game"
             raise UserError(f"{needed}: missing; round 0 needs V, M, series and a {config.controller.controller} C "
                             f"trained {where} (run.pipeline --config={config.env}_small makes them)")
 
@@ -301,15 +327,16 @@ def iterate(exp_dir, config: IterateConfig, verbose: bool = True) -> list[dict]:
     say = print if verbose else (lambda *args, **kwargs: None)
     base = experiment(exp_dir, create=False)
     _check_round_zero(base, config)
-    zero = _evaluate(base, config, say)
+    zero = _evaluate(base, config, 0, say)
     rounds = [{"round": 0, "real_mean": zero["mean"], "real_std": zero["std"], "real_episodes": zero["episodes"],
-               "dream": _dream_score(base, config), "seconds": {}, "folder": str(base.root)}]
+               "dream": _dream_score(base, config, 0), "seconds": {}, "folder": str(base.root)}]
     say(f"iterate: round 0 ({round_data(rounds[0], base)}): {zero['mean']:.0f} ± {zero['std']:.0f} real")
-    _audit(base, config, say)  # where round 0's controller exploits M, for comparison with later rounds
+    _audit(base, config, 0, say)  # where round 0's controller exploits M, for comparison with later rounds
     for k in range(1, config.rounds + 1):
         rounds.append(run_round(base, k, config, say))
         say(f"iterate: round {k}: {rounds[-1]['real_mean']:.0f} ± {rounds[-1]['real_std']:.0f} real")
-        # "temperature" at the top as well: the report reads it there (as in progress files written before)
+        # "temperature" at the top as well, the later rounds': the report reads it there (as in progress files
+        # written before)
         write_json(base.iterate_progress, {"config": {**dataclasses.asdict(config), "temperature": config.temperature},
                                          "rounds": rounds})
         write_text(base.iterate_table, progress_markdown(rounds, base, dream=config.in_dream))

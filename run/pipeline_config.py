@@ -146,7 +146,7 @@ class PipelineConfig:
         if not self.iterate.rounds:
             return ExperimentLayout(Path(exp_dir).expanduser().resolve()), self.controller_run(exp_dir)
         last = ExperimentLayout(Path(exp_dir).expanduser().resolve()).round(self.iterate.rounds)
-        return last, round_controller_run(last, self.iterate_config())
+        return last, round_controller_run(last, self.iterate_config(), self.iterate.rounds)
 
     def finetune_evaluate_config(self, exp_dir: str | os.PathLike) -> EvaluateConfig:
         """The fine-tuned C in the real game, on the evaluation stage's episodes."""
@@ -188,6 +188,13 @@ def _check_iterate(iterate: IterateConfig, env: str, controller_env: str) -> Non
                         "number >= 1 per round, separated by commas")
     if iterate.hole_episodes < 0:
         raise UserError(f"--iterate_hole_episodes={iterate.hole_episodes}: must be at least 0")
+    if iterate.round_temperature is not None and not iterate.round_temperature > 0:
+        raise UserError(f"--iterate_round_temperature={iterate.round_temperature}: must be positive")
+    if iterate.round_controller is not None:
+        try:
+            CONTROLLERS.resolve(iterate.round_controller)
+        except UserError as error:
+            raise UserError(f"--iterate_round_controller: {error}") from None
     if iterate.hole_episodes and not (controller_env in DREAM_ENVS and iterate.audit_episodes):
         raise UserError(f"--iterate_hole_episodes={iterate.hole_episodes}: needs the dream audit (C trained in a "
                         "dream and --iterate_audit_episodes >= 1), which names the holes")

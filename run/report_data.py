@@ -89,8 +89,10 @@ class Experiment:
 
     @property
     def round_variant(self) -> str:
-        """The C the iterative rounds trained: the paper's full C unless the run chose another (`--controller`)."""
-        return (self.iterate_config.get("controller") or {}).get("controller", "full")
+        """The C the iterative rounds after round 0 trained: the paper's full C unless the run chose another
+        (`--controller`, or `--iterate_round_controller` for the later rounds)."""
+        return (self.iterate_config.get("round_controller")
+                or (self.iterate_config.get("controller") or {}).get("controller", "full"))
 
 
 def read_json(path: Path) -> Any:

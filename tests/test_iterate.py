@@ -19,7 +19,7 @@ from common.layout import experiment
 from controller.es import ESConfig
 from controller.train import ControllerTrainConfig, train_controller
 from run.dream_audit import FIXED_POLICIES, AuditConfig, audit_dream
-from run.iterate_rounds import FINE_TUNE, ITERATE_FLAGS, IterateConfig, iterate, parse_generations
+from run.iterate_rounds import FINE_TUNE, ITERATE_FLAGS, IterateConfig, controller_config, iterate, parse_generations
 from run.report import ReportConfig, write_report
 from tests.conftest import make_carracing_world
 
@@ -96,6 +96,35 @@ def test_two_rounds_write_their_folders_and_a_report_section(round_zero):
     rewritten = [path.stat().st_mtime_ns for path in results]
     assert rewritten[0] != written[0] and rewritten[1] != written[1], "the changed controller is scored again"
     assert rewritten[2] == written[2], "round 1's unchanged controller is not"
+
+
+def test_later_rounds_may_train_another_controller_from_scratch_at_their_own_temperature(round_zero, tmp_path):
+    """Round 0's full C at tau 1.15, then the z C at tau 1.0: round 1 trains it from scratch (a warm start from a
+    full C would be refused), round 2 warm-starts from round 1's; the report names the rounds' C."""
+    config = tiny(rounds=2, round_controller="z", round_temperature=1.0, audit_episodes=1).validated()
+    rounds = iterate(round_zero, config, verbose=False)
+    assert [r["round"] for r in rounds] == [0, 1, 2]
+    base = experiment(round_zero)
+    assert controller_config(base, 1, config).init_file is None, "another variant: from scratch"
+    assert controller_config(base, 2, config).init_file == str(
+        round_zero / "iterate" / "round_01" / "controller" / "doomrnn_z_t1" / "controller.json")
+    for k in (1, 2):
+        controller = round_zero / "iterate" / f"round_{k:02d}" / "controller" / "doomrnn_z_t1"
+        assert json.loads((controller / "config.json").read_text())["temperature"] == 1.0
+        assert json.loads((controller / "controller.json").read_text())["controller"]["variant"] == "z"
+        audit = json.loads((round_zero / "iterate" / f"round_{k:02d}" / "report" / "dream_audit.json").read_text())
+        assert audit["temperature"] == 1.0
+    assert json.loads((round_zero / "report" / "dream_audit.json").read_text())["temperature"] == 1.15
+    assert not (round_zero / "iterate" / "round_01" / "controller" / "doomrnn_full_t1.15").exists()
+    progress = json.loads((round_zero / "iterate" / "progress.json").read_text())
+    assert progress["config"]["temperature"] == 1.0 and progress["config"]["round_controller"] == "z"
+    write_report(ReportConfig(exp_dirs=(str(round_zero),), out=str(tmp_path / "report")))
+    rows = {row["name"]: row for row in json.loads((tmp_path / "report" / "scores.json").read_text())["rows"]}
+    assert rows["z, tau 1, round 2"]["result"] and "full, tau 1.15, round 0" in rows
+    for bad, message in (({"round_temperature": 0.0}, "--round_temperature=0.0: must be positive"),
+                         ({"round_controller": "wide"}, "--round_controller: --controller=wide")):
+        with pytest.raises(UserError, match=message):
+            tiny(rounds=1, **bad).validated()
 
 
 def test_a_round_adds_real_episodes_of_the_holes_its_audit_flagged(round_zero):

@@ -314,6 +314,8 @@ def test_a_config_can_be_a_copied_and_edited_file(tmp_path):
     (["--config=doom_tiny", "--iterate_hole_episodes=50", "--iterate_audit_episodes=0"],
      "needs the dream audit"),
     (["--config=carracing_tiny", "--real_generations=2"], "--real_generations=2: fine-tunes a C trained in a dream"),
+    (["--config=doom_tiny", "--iterate_round_temperature=0"], "--iterate_round_temperature=0.0: must be positive"),
+    (["--config=doom_tiny", "--iterate_round_controller=wide"], "--iterate_round_controller: --controller=wide"),
 ])
 def test_bad_input_gives_one_error_line_and_exit_2(tmp_path, args, message):
     result = subprocess.run([sys.executable, "-m", "run.pipeline", f"--exp_dir={tmp_path / 'exp'}", *args],
