@@ -164,10 +164,17 @@ def _pack_model(model: Any, spec_path: Path, weights_path: Path) -> None:
     write_npz(weights_path, **arrays)
 
 
+def _controller_settings(saved: dict[str, Any]) -> dict[str, Any]:
+    """The pipeline settings a saved controller JSON fixes: its variant and the env it was trained in."""
+    settings = {"controller": saved.get("controller", {}).get("variant"), "controller_env": saved.get("env")}
+    return {name: value for name, value in settings.items() if value is not None}
+
+
 def pack_agent(exp_dir: str | os.PathLike, name: str, controller_file: str | os.PathLike, out: Path,
                settings: dict[str, Any]) -> ShippedAgent:
     """Writes V, M and C of `exp_dir` (the controller `controller_file`) to `out` with their manifest, which
-    records `settings` (the experiment's pipeline config) and, once measured, the packed agent's scores
+    records `settings` (the experiment's pipeline config, with `controller` and `controller_env` those of the
+    shipped C: an ablation may have trained it, not the pipeline) and, once measured, the packed agent's scores
     (`record_scores`). Replaces the folder's previous contents."""
     from rnn.model import load_rnn
     from vae.encode import load_vae
@@ -178,6 +185,7 @@ def pack_agent(exp_dir: str | os.PathLike, name: str, controller_file: str | os.
         controller_path = controller_file.relative_to(layout.root.resolve())
     except ValueError:
         raise UserError(f"{controller_file}: not inside {layout.root}") from None
+    settings = {**settings, **_controller_settings(read_json(controller_file))}
     staging = out.parent / f".{out.name}.{os.getpid()}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)

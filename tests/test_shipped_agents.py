@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from common.paper import EPISODE_STEPS
-from common.storage import file_digest, read_rollout
+from common.storage import file_digest, read_json, read_rollout
 from controller.evaluate import EvaluateConfig, evaluate_controller
-from controller.pretrained import MANIFEST, PRETRAINED_DIR, SHIPPED_AGENTS, find_agent, unpack_agent
+from controller.pretrained import CONTROLLER, MANIFEST, PRETRAINED_DIR, SHIPPED_AGENTS, find_agent, unpack_agent
 from run.collect import collect_rollouts
 
 MAX_SHIPPED_MB = 30  # "tens of MB in all, not hundreds" for every shipped agent together
@@ -27,6 +27,9 @@ def test_shipped_files_match_their_manifest(name):
     real = agent.manifest["scores"]["real"]
     assert real["episodes"] == 100 and real["command"].startswith(f"python -m controller.evaluate --pretrained={name}")
     assert real["mean"] > 0 and real["std"] >= 0
+    shipped_c = read_json(folder / CONTROLLER)  # the settings describe the C shipped, not another the run trained
+    assert agent.settings["controller"] == shipped_c["controller"]["variant"]
+    assert agent.settings["controller_env"] == shipped_c["env"]
 
 
 def test_shipped_agents_are_tens_of_megabytes_not_hundreds():
