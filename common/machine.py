@@ -36,6 +36,14 @@ def describe_cpu(fields: dict[str, str]) -> str:
     return f"{name} ({'; '.join(details)})" if details else name
 
 
+def vector_unit(description: str) -> str | None:
+    """The widest vector unit a `describe_cpu` text names ('AVX2' of '... (family 25, model 1; AVX2)'), None
+    where it names none (records written before the CPU was described said only 'AMD EPYC')."""
+    details = description.rpartition("(")[2].rstrip(")").split(";")
+    named = {part.strip() for part in details} if "(" in description else set()
+    return next((label for _, label in VECTOR_UNITS if label in named), None)
+
+
 def cpu_description() -> str:
     """This machine's CPU as `describe_cpu` words it."""
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from common.machine import cpu_description, describe_cpu, parse_cpuinfo
+from common.machine import cpu_description, describe_cpu, parse_cpuinfo, vector_unit
 from run.benchmark import run_benchmarks
 
 ZEN3 = """processor\t: 0
@@ -27,6 +27,9 @@ def test_two_cpus_with_one_name_are_told_apart_by_family_model_and_vector_unit()
     zen4 = {**zen3, "model": "17", "flags": ZEN4_FLAGS}
     assert describe_cpu(zen4) == "AMD EPYC (family 25, model 17; AVX-512 BF16)"
     assert describe_cpu({"model name": "Some ARM", "flags": "fp asimd"}) == "Some ARM"
+    # the results tables read the unit back from a record's text; older records named no unit
+    assert [vector_unit(describe_cpu(fields)) for fields in (zen3, zen4)] == ["AVX2", "AVX-512 BF16"]
+    assert vector_unit("AMD EPYC") is None and vector_unit("AMD EPYC (family 25, model 1)") is None
 
 
 def test_this_machine_and_the_benchmark_record_name_the_cpu(tmp_path):

@@ -394,3 +394,27 @@ def test_the_readmes_recipes_table_is_generated_from_the_committed_settings(tmp_
     result = _cli("run.report", f"--results={broken}", "--recipes")
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert result.returncode == 2 and len(errors) == 1 and "vae_epochs" in errors[0], result.stderr[-2000:]
+
+
+def test_the_tables_name_a_later_rounds_own_controller_and_the_cpu_that_timed_the_run(tmp_path):
+    """A run whose later rounds train another C (`--iterate_round_controller/_temperature`) says so in its C budget,
+    and a time is marked with the CPU's vector unit where the record names it (AVX2 VMs ran these pipelines up to
+    twice as slow as AVX-512 ones)."""
+    run = tmp_path / "zfull"
+    shutil.copytree(REPO / "results/carracing_dream", run)
+    record = json.loads((run / "settings.json").read_text())
+    settings = record["settings"]
+    assert recipe_cells(settings)[3] == "z, 32 × 8: 40 + 40"  # one C throughout: as before
+    record["settings"] = {**settings, "iterate_round_controller": "full", "iterate_round_temperature": 1.3}
+    (run / "settings.json").write_text(json.dumps(record))
+    scores = json.loads((run / "scores.json").read_text())
+    scores["machine"]["cpu"] = "AMD EPYC (family 25, model 1; AVX2)"
+    (run / "scores.json").write_text(json.dumps(scores))
+    line = recipes_table([run]).splitlines()[-1]
+    assert "| z, 32 × 8: 40 + full at τ 1.3: 40 |" in line, line
+    assert line.endswith(" h 13 min (AVX2) |"), line
+    assert results_table([run]).splitlines()[-1].endswith(" h 13 min (AVX2) |")
+    # an older record names no unit: the time alone, as the committed tables show it
+    assert results_table([REPO / "results/carracing_dream"]).splitlines()[-1].endswith("2 h 13 min |")
+    only_tau = {**settings, "iterate_round_temperature": 1.3}
+    assert recipe_cells(only_tau)[3] == "z, 32 × 8: 40 + z at τ 1.3: 40"
