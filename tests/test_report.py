@@ -401,7 +401,7 @@ def test_the_tables_name_a_later_rounds_own_controller_and_the_cpu_that_timed_th
     and a time is marked with the CPU's vector unit where the record names it (AVX2 VMs ran these pipelines up to
     twice as slow as AVX-512 ones)."""
     run = tmp_path / "zfull"
-    shutil.copytree(REPO / "results/carracing_dream", run)
+    shutil.copytree(REPO / "results/carracing_dream_z", run)
     record = json.loads((run / "settings.json").read_text())
     settings = record["settings"]
     assert recipe_cells(settings)[3] == "z, 32 × 8: 40 + 40"  # one C throughout: as before
@@ -415,6 +415,6 @@ def test_the_tables_name_a_later_rounds_own_controller_and_the_cpu_that_timed_th
     assert line.endswith(" h 13 min (AVX2) |"), line
     assert results_table([run]).splitlines()[-1].endswith(" h 13 min (AVX2) |")
     # an older record names no unit: the time alone, as the committed tables show it
-    assert results_table([REPO / "results/carracing_dream"]).splitlines()[-1].endswith("2 h 13 min |")
+    assert results_table([REPO / "results/carracing_dream_z"]).splitlines()[-1].endswith("2 h 13 min |")
     only_tau = {**settings, "iterate_round_temperature": 1.3}
     assert recipe_cells(only_tau)[3] == "z, 32 × 8: 40 + z at τ 1.3: 40"
