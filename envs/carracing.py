@@ -7,6 +7,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from envs.carracing_render import make_fast_carracing
 from envs.frames import FRAME_SIZE, legacy_carracing_frame, resize_frame
 
 CROP_ROWS = 84  # CarRacing's 96x96 frame shows the dashboard in rows 84-95.
@@ -17,11 +18,12 @@ class CarRacing64Env(gym.ObservationWrapper):
 
     v3 keeps the paper's reward, frame rate and spaces but renders with pygame (pixels differ from gym 0.9's
     CarRacing-v0) and ends an episode when the lap is complete. `legacy_preprocess=True` reproduces the 2018
-    code's per-frame min-max rescale and byte cast (see `envs.frames.legacy_carracing_frame`).
+    code's per-frame min-max rescale and byte cast (see `envs.frames.legacy_carracing_frame`). The game renders
+    its road with `envs.carracing_render` (the same pixels, twice the steps a second).
     """
 
     def __init__(self, legacy_preprocess: bool = False, render_mode: str | None = None, **kwargs: Any):
-        super().__init__(gym.make("CarRacing-v3", render_mode=render_mode, **kwargs))
+        super().__init__(make_fast_carracing(render_mode=render_mode, **kwargs))
         self.legacy_preprocess = legacy_preprocess
         self.observation_space = gym.spaces.Box(0, 255, (FRAME_SIZE, FRAME_SIZE, 3), np.uint8)
 

@@ -104,3 +104,23 @@ def test_legacy_preprocess_reproduces_2018_byte_cast():
     observation, _ = env.reset(seed=0)
     np.testing.assert_array_equal(observation, legacy_carracing_frame(env.unwrapped.state[:84]))
     env.close()
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_fast_road_renderer_gives_the_stock_carracing_pixels(seed):
+    """Whole episodes of random driving (the opening zoom, off-road, visited tiles changing colour) give the
+    same frames, rewards and ends as gymnasium's own CarRacing-v3."""
+    stock, fast = gym.make("CarRacing-v3"), CarRacing64Env().env
+    assert type(fast.unwrapped) is not type(stock.unwrapped)
+    np.testing.assert_array_equal(stock.reset(seed=seed)[0], fast.reset(seed=seed)[0])
+    rng = np.random.default_rng(seed)
+    for step in range(1000):
+        action = np.array([rng.uniform(-1, 1), rng.uniform(0, 1), rng.uniform(0, 0.2)], np.float32)
+        expected, got = stock.step(action), fast.step(action)
+        np.testing.assert_array_equal(expected[0], got[0], err_msg=f"frame {step}")
+        assert expected[1:4] == got[1:4], f"step {step}"
+        if expected[2] or expected[3]:
+            break
+    assert step > 300
+    stock.close()
+    fast.close()
