@@ -25,6 +25,7 @@ from envs.dream import load_dream
 from rnn.config import RNNTrainConfig
 from rnn.model import MDNRNN, load_rnn, parameter_count
 from rnn.train import train_rnn
+from run.dream_audit import CARRACING_HOLE_MARGIN
 from vae.encode import write_initial_z
 
 REPO = Path(__file__).resolve().parents[1]
@@ -311,6 +312,12 @@ def test_carracing_dream_tiny_runs_every_stage_end_to_end(tmp_path):
     assert [row["policy"] for row in audit["rows"]] == ["full gas straight", "steer left", "steer right", "brake",
                                                         "random driving", "controller"]
     assert audit["controller_file"] == "controller/carracingrnn_z_t1/controller.json"  # relative to the round's folder
+    table = (layout.round(1).report / "dream_audit.md").read_text()
+    assert "| policy | dream return | real return | dream - real | |" in table  # returns go negative: no ratio
+    for row in audit["rows"]:
+        assert row["excess"] == pytest.approx(row["dream_mean"] - row["real_mean"])
+        assert row["hole"] == (row["excess"] > CARRACING_HOLE_MARGIN)
+        assert f"| {row['excess']:+.0f} |" in table
     assert (layout.round(1).root / audit["controller_file"]).is_file()
     assert "carracingrnn_z_t1" in (layout.report / "README.md").read_text()
     _assert_the_last_rounds_c_is_fine_tuned_and_reported(layout, result.stdout)
