@@ -1,4 +1,4 @@
-"""CarRacing-v3 with the same pixels at a third of the cost: the road and grass are transformed as arrays.
+"""CarRacing-v3 with the same pixels at about half the step time: the road and grass are transformed as arrays.
 
 Gymnasium's `CarRacing._render_road` rotates, scales and bounds-checks all ~800 road and grass polygons one
 `pygame.math.Vector2` at a time in Python on every frame (2 of the 2.3 ms a step a profile attributes to it),
@@ -50,7 +50,7 @@ class FastRoadCarRacing(CarRacing):
         return self._road_vertices, self._road_colors
 
     def _render_road(self, zoom, translation, angle):
-        bounds = car_racing.PLAYFIELD
+        bounds, margin = car_racing.PLAYFIELD, car_racing.MAX_SHAPE_DIM
         field = [(bounds, bounds), (bounds, -bounds), (-bounds, -bounds), (-bounds, bounds)]
         self._draw_colored_polygon(self.surf, field, self.bg_color, zoom, translation, angle, clip=False)
         cos, sin = pygame.math.Vector2(1.0, 0.0).rotate_rad(angle)
@@ -61,7 +61,6 @@ class FastRoadCarRacing(CarRacing):
             x, y = quads[..., 0], quads[..., 1]
             screen_x = (cos * x - sin * y) * zoom + translation[0]
             screen_y = (sin * x + cos * y) * zoom + translation[1]
-            margin = car_racing.MAX_SHAPE_DIM
             inside = ((-margin <= screen_x) & (screen_x <= car_racing.WINDOW_W + margin)
                       & (-margin <= screen_y) & (screen_y <= car_racing.WINDOW_H + margin)).any(axis=1)
             points = np.stack([screen_x, screen_y], axis=-1)

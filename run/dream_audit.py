@@ -132,12 +132,12 @@ def audit_dream(exp_dir, config: AuditConfig, verbose: bool = True) -> list[dict
     rows = []
     for name in dream:
         dream_mean, real_mean = float(dream[name].mean()), float(real[name].mean())
-        ratio = dream_mean / max(real_mean, 1.0)
-        hole = (ratio > HOLE_RATIO and dream_mean - real_mean > HOLE_MARGIN if config.env == "doom"
-                else dream_mean - real_mean > CARRACING_HOLE_MARGIN)
+        ratio, excess = dream_mean / max(real_mean, 1.0), dream_mean - real_mean
+        hole = (ratio > HOLE_RATIO and excess > HOLE_MARGIN if config.env == "doom"
+                else excess > CARRACING_HOLE_MARGIN)
         rows.append({"policy": name, "dream_mean": dream_mean, "dream_std": float(dream[name].std()),
                      "real_mean": real_mean, "real_std": float(real[name].std()), "ratio": ratio,
-                     "excess": dream_mean - real_mean, "hole": bool(hole)})
+                     "excess": excess, "hole": bool(hole)})
     write_json(layout.report / "dream_audit.json", {
         "env": config.env, "temperature": config.temperature, "episodes": config.episodes,
         "controller_file": _within(controller_file, layout.root) if controller_file else None,
