@@ -7,6 +7,7 @@ from gymnasium.utils.env_checker import check_env
 
 import envs
 from envs.carracing import CarRacing64Env
+from envs.carracing_render import make_fast_carracing
 from envs.doom import LEFT, RIGHT, STAY, TakeCover64Env, action_to_move
 from envs.frames import legacy_carracing_frame, resize_frame
 
@@ -122,5 +123,21 @@ def test_fast_road_renderer_gives_the_stock_carracing_pixels(seed):
         if expected[2] or expected[3]:
             break
     assert step > 300
+    stock.close()
+    fast.close()
+
+
+def test_fast_renderer_gives_the_stock_video_frames():
+    """The `rgb_array` frames videos are made of (the score text drawn with the cached font) are the stock's."""
+    stock = gym.make("CarRacing-v3", render_mode="rgb_array")
+    fast = make_fast_carracing(render_mode="rgb_array")
+    stock.reset(seed=3)
+    fast.reset(seed=3)
+    for step in range(120):
+        action = np.array([0.3 * np.sin(step / 9), 0.8, 0.0], np.float32)
+        stock.step(action)
+        fast.step(action)
+        if step % 30 == 29:  # the score text changes as tiles are visited and frames pass
+            np.testing.assert_array_equal(stock.render(), fast.render(), err_msg=f"step {step}")
     stock.close()
     fast.close()
