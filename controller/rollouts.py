@@ -19,12 +19,16 @@ from common.backend import Backend
 from common.layout import experiment
 from common.threads import limit_tensorflow_threads
 from common.worker_files import WorkerFiles
-from controller.agent import Agent, play_episode
+from controller.agent import Agent, play_episodes
 from controller.interface import controller_from_config
 from controller.model import Controller
 from envs.dream import DreamDynamics
 from rnn.model import load_rnn
 from vae.encode import load_vae
+
+# Real episodes a worker plays at once, one V + C + M call a step for all of them. The chunks are cut by task index,
+# never by worker count, so scores do not depend on how many workers play them.
+LOCKSTEP_EPISODES = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +42,7 @@ class RealSetup:
     doom_resolution: str = "640x480"
     vae_path: str | None = None
     rnn_path: str | None = None
+    lockstep_episodes: int = LOCKSTEP_EPISODES
 
 
 def model_files(setup: RealSetup) -> WorkerFiles:
@@ -65,21 +70,21 @@ def make_real_env(setup: RealSetup):
     return envs.make_env(setup.env, **kwargs)
 
 
-def _init_real_worker(setup: RealSetup, files: WorkerFiles) -> tuple[Any, Any, RealSetup]:
+def _init_real_worker(setup: RealSetup, files: WorkerFiles) -> tuple[list, Any, RealSetup]:
     limit_tensorflow_threads(1)
-    return make_real_env(setup), load_agent(setup, files), setup
+    return [], load_agent(setup, files), setup  # environments are made as a chunk first needs them
 
 
-def _play_real_episode(state, task: tuple[np.ndarray, int]) -> float:
-    env, agent, setup = state
-    params, seed = task
-    total, _ = play_episode(env, agent, params, seed, setup.max_steps)
-    return total
+def _play_real_episodes(state, tasks: list[tuple[np.ndarray, int]]) -> list[float]:
+    environments, agent, setup = state
+    while len(environments) < len(tasks):
+        environments.append(make_real_env(setup))
+    return play_episodes(environments[:len(tasks)], agent, tasks, setup.max_steps)
 
 
 class RealEvaluator:
     """Plays candidates in the real environment on `workers` workers of `backend` (spawned processes by default;
-    each loads V and M once).
+    each loads V and M once). A worker's task is a chunk of `setup.lockstep_episodes` episodes played in lockstep.
 
     A worker that fails (e.g. CarRacing on a Doom experiment's V) stops the run with a one-line `WorkerError`;
     its traceback is appended to the experiment's `worker_errors.log`.
@@ -89,15 +94,18 @@ class RealEvaluator:
                  backend: Backend | None = None):
         self.setup = setup
         backend = backend or Backend()
-        self.pool = backend.pool(workers, _play_real_episode, _init_real_worker, (setup, model_files(setup)),
-                                 task_timeout=episode_timeout,
-                                 describe=lambda task: f"{setup.env} episode with seed {task[1]}",
+        self.pool = backend.pool(workers, _play_real_episodes, _init_real_worker, (setup, model_files(setup)),
+                                 task_timeout=episode_timeout * setup.lockstep_episodes,
+                                 describe=lambda chunk: f"{setup.env} episodes with seeds "
+                                                        f"{', '.join(str(seed) for _, seed in chunk)}",
                                  error_log=experiment(setup.exp_dir, create=False).worker_errors)
 
     def __call__(self, population: np.ndarray, seeds: np.ndarray) -> np.ndarray:
         population = np.asarray(population, np.float32)
         tasks = [(population[i], int(seed)) for i in range(len(population)) for seed in seeds]
-        returns = self.pool.map(tasks)
+        size = max(1, self.setup.lockstep_episodes)
+        chunks = self.pool.map([tasks[start:start + size] for start in range(0, len(tasks), size)])
+        returns = [total for chunk in chunks for total in chunk]
         return np.asarray(returns, np.float64).reshape(len(population), len(seeds))
 
     def close(self) -> None:

@@ -12,7 +12,8 @@ Cases:
   rnn      M's training step at paper sizes (Doom 100 x 100 with restarts, CarRacing 100 x 999) vs. a reference
            keras.layers.LSTM of the same size with the same mixture loss (Doom >= 0.8); pipeline vs. in memory
            (>= 0.9); next_state latency at batch 1
-  agent    CarRacing steps/s of the full agent (V + M + C) vs. random actions; the models' share (< 25 %)
+  agent    CarRacing steps/s of the full agent (V + M + C) vs. random actions, one episode at a time and in
+           lockstep as the evaluator's one-thread workers play them; the models' share in lockstep (< 25 %)
   dream    real VizDoom steps/s at 640x480 vs. 1,024 batched dreams with the 512-unit M, float32 and bfloat16
            (the better >= 100x), and the wall time of one paper-scale CMA-ES generation in the dream, 64 x 16 dreams
   web      dream steps/s of the browser page (run.export_web) of a paper-size Doom world, uncapped, in headless
@@ -95,50 +96,86 @@ def benchmark_collect_ray(work_dir: Path, episodes: int = 12) -> dict:
     return results
 
 
-def benchmark_agent(seconds: float = 20.0) -> dict:
-    """CarRacing with random actions vs. the full agent acting (one compiled V + C + M call a frame)."""
+class _TimedEnv:
+    """An environment whose `reset` and `step` add their wall time to `seconds`, to part the agent's time from
+    the game's on the same steps."""
+
+    def __init__(self, env):
+        self.env, self.seconds, self.steps = env, 0.0, 0
+
+    def reset(self, **kwargs):
+        start = time.perf_counter()
+        result = self.env.reset(**kwargs)
+        self.seconds += time.perf_counter() - start
+        return result
+
+    def step(self, action):
+        start = time.perf_counter()
+        result = self.env.step(action)
+        self.seconds += time.perf_counter() - start
+        self.steps += 1
+        return result
+
+
+def benchmark_agent(seconds: float = 20.0, lockstep: int | None = None) -> dict:
+    """CarRacing with random actions vs. the full agent acting, one episode at a time (one compiled V + C + M call
+    a frame) and as the evaluator's workers play them, `lockstep` episodes at once (default: the evaluator's;
+    one call a step for all of them). Run it in a process of one TensorFlow thread, as the workers are."""
     import keras
 
     import envs
     from controller import Controller
-    from controller.agent import Agent
+    from controller.agent import Agent, play_episode, play_episodes
+    from controller.rollouts import LOCKSTEP_EPISODES
     from rnn.model import MDNRNN
     from vae import ConvVAE
 
+    lockstep = lockstep or LOCKSTEP_EPISODES
     keras.utils.set_random_seed(0)
     agent = Agent(ConvVAE(z_size=32), MDNRNN(z_size=32, action_size=3, hidden_size=256, num_mixtures=5,
                                             predict_done=False), Controller("carracing", "full"))
     params = np.random.default_rng(0).normal(0, 0.1, agent.controller.num_params).astype(np.float32)
     env = envs.make_env("carracing")
     env.action_space.seed(0)
-    frame, _ = env.reset(seed=0)
-    agent.act(frame, agent.initial_state(), params, True, (0, 0))  # trace once
 
     def raw_step() -> bool:
         _, _, terminated, truncated, _ = env.step(env.action_space.sample())
         return terminated or truncated
 
-    raw = steps_per_second(raw_step, lambda: env.reset(seed=0), seconds / 2)
-    # The agent's loop, timing the models (one compiled V + C + M call) and the environment apart: the share
-    # is measured on the same steps, not across two runs whose tracks and driving differ.
-    frame, _ = env.reset(seed=1)
-    state, model_seconds, env_seconds, steps, t = agent.initial_state(), 0.0, 0.0, 0, 0
-    while model_seconds + env_seconds < seconds / 2:
-        start = time.perf_counter()
-        action, state, _ = agent.act(frame, state, params, t == 0, (1, t))
-        middle = time.perf_counter()
-        frame, _, terminated, truncated, _ = env.step(action)
-        model_seconds += middle - start
-        env_seconds += time.perf_counter() - middle
-        steps, t = steps + 1, t + 1
-        if terminated or truncated:
-            frame, _ = env.reset(seed=1)
-            state, t = agent.initial_state(), 0
-    env.close()
-    return {"carracing_random_actions_steps_per_s": raw,
-            "carracing_full_agent_steps_per_s": steps / (model_seconds + env_seconds),
-            "agent_model_ms_per_step": 1000 * model_seconds / steps,
-            "agent_model_share": model_seconds / (model_seconds + env_seconds)}
+    raw = steps_per_second(raw_step, lambda: env.reset(seed=0), seconds / 3)
+    results = {"carracing_random_actions_steps_per_s": raw}
+    envs_timed = [_TimedEnv(env)] + [_TimedEnv(envs.make_env("carracing")) for _ in range(lockstep - 1)]
+    play_episode(env, agent, params, 0, 5)  # trace both calls once
+    play_episodes(envs_timed, agent, [(params, 0)] * lockstep, 5)
+    for name, batch in (("alone", 1), ("lockstep", lockstep)):
+        for timed in envs_timed:
+            timed.seconds, timed.steps = 0.0, 0
+        start, seed = time.perf_counter(), 1
+        while time.perf_counter() - start < seconds / 3:  # 250-step pieces of episodes on fresh tracks
+            if batch == 1:
+                play_episode(envs_timed[0], agent, params, seed, 250)
+            else:
+                play_episodes(envs_timed, agent, [(params, seed + i) for i in range(batch)], 250)
+            seed += batch
+        total = time.perf_counter() - start
+        env_seconds = sum(timed.seconds for timed in envs_timed[:batch])
+        steps = sum(timed.steps for timed in envs_timed[:batch])
+        suffix = "" if name == "lockstep" else "_alone"
+        results[f"carracing_full_agent_steps_per_s{suffix}"] = steps / total
+        results[f"agent_model_ms_per_step{suffix}"] = 1000 * (total - env_seconds) / steps
+        results[f"agent_model_share{suffix}"] = (total - env_seconds) / total
+    results["agent_lockstep_episodes"] = lockstep
+    for timed in envs_timed:
+        timed.env.close()
+    return results
+
+
+def _agent_as_worker() -> dict:
+    """The agent case in a process set up as `RealEvaluator`'s workers are (one TensorFlow thread)."""
+    from common.threads import limit_tensorflow_threads
+
+    limit_tensorflow_threads(1)
+    return benchmark_agent()
 
 
 def benchmark_dream(seconds: float = 5.0) -> dict:
@@ -219,7 +256,7 @@ def _case(name: str, work_dir: Path) -> dict:
 
         return benchmark_rnn(work_dir / "rnn")
     if name == "agent":
-        return benchmark_agent()
+        return in_fresh_process(_agent_as_worker)
     if name == "dream":
         return benchmark_dream()
     if name == "web":

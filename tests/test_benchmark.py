@@ -1,8 +1,8 @@
-"""The benchmark's V case on real collected episodes (tiny sizes) and its regression targets."""
+"""The benchmark's V and agent cases on real data and games (tiny sizes) and its regression targets."""
 
 from __future__ import annotations
 
-from run.benchmark import TARGETS, missed_targets
+from run.benchmark import TARGETS, benchmark_agent, missed_targets
 from run.benchmark_vae import benchmark_vae
 
 
@@ -14,6 +14,16 @@ def test_vae_case_times_the_training_step_over_collected_files_beside_the_refere
         assert 0 < result[key] < float("inf"), key
     ratio = result["vae_files_frames_per_s"] / result["vae_reference_frames_per_s"]
     assert abs(result["vae_files_vs_reference_ratio"] - ratio) < 1e-9
+
+
+def test_agent_case_parts_the_models_time_from_the_games_alone_and_in_lockstep():
+    result = benchmark_agent(seconds=3.0, lockstep=2)
+    assert result["agent_lockstep_episodes"] == 2
+    for suffix in ("", "_alone"):
+        assert 0 < result[f"agent_model_share{suffix}"] < 1, suffix
+        assert 0 < result[f"agent_model_ms_per_step{suffix}"] < 1000, suffix  # under a second a step
+        assert result[f"carracing_full_agent_steps_per_s{suffix}"] > 0, suffix
+    assert result["carracing_random_actions_steps_per_s"] > 0
 
 
 def test_missed_targets_names_each_missed_ratio_and_ignores_cases_not_run():

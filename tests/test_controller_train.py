@@ -19,6 +19,7 @@ from common.errors import UserError
 from controller import Controller
 from controller.es import ESConfig, kept_evaluation, load_state
 from controller.evaluate import EvaluateConfig, evaluate_controller
+from controller.rollouts import LOCKSTEP_EPISODES, RealEvaluator, RealSetup
 from controller.train import ControllerTrainConfig, train_controller
 from tests.conftest import make_carracing_world
 
@@ -185,6 +186,24 @@ def test_real_carracing_generations_with_two_workers(carracing_world):
         assert generation["worst"] <= generation["mean"] <= generation["best"]
         assert -4.1 <= generation["worst"]  # 40 frames at -0.1 each, plus tiles visited
     assert Controller.load(out / "controller.json")[0].num_params == 32 * 3 + 16 * 3 + 3
+
+
+def test_real_scores_do_not_depend_on_the_number_of_workers(carracing_world):
+    """Six episodes (3 candidates x 2 seeds) in lockstep chunks of `LOCKSTEP_EPISODES`, cut by task index: one
+    worker and two give the same returns to the bit."""
+    controller = Controller("carracing", "full", hidden_size=16)
+    setup = RealSetup(str(carracing_world), "carracing", controller.get_config(), max_steps=30)
+    population = np.random.default_rng(4).normal(0, 0.5, (3, controller.num_params))
+    returns = {}
+    for workers in (1, 2):
+        evaluator = RealEvaluator(setup, workers)
+        try:
+            returns[workers] = evaluator(population, np.array([11, 12]))
+        finally:
+            evaluator.close()
+    assert LOCKSTEP_EPISODES < 6 and returns[1].shape == (3, 2)
+    np.testing.assert_array_equal(returns[1], returns[2])
+    assert len(np.unique(returns[1])) > 1  # the episodes differ: equality is no coincidence
 
 
 def test_resumed_real_game_training_follows_the_uninterrupted_run(carracing_world, tmp_path):
