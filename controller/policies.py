@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from common.worker_files import WorkerFiles
 from controller.agent import Agent
@@ -25,7 +24,7 @@ def agent_policy(agent, params: np.ndarray, rng: np.random.Generator, explore: f
     episode_seed = int(rng.integers(2**31 - 1))
     if explore_episodes < 1.0 and rng.random() >= explore_episodes:
         explore = 0.0
-    params = tf.constant(np.asarray(params, np.float32))  # once an episode, not once a frame
+    params = np.asarray(params, np.float32)
     state = {"agent": agent.initial_state(), "t": 0, "random": None, "left": 0}
     random_actions = held_uniform_policy(rng, agent.controller.action_size)
     low = np.array([-1.0, 0.0, 0.0], np.float32) if agent.controller.env == "carracing" else None
